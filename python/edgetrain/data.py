@@ -1,0 +1,155 @@
+"""Training data: checks made before any training starts, datasets and a seeded loader.
+
+A dataset is anything with ``len()`` and ``take(indices) -> (inputs, labels)``, so data
+that does not fit in memory (a generator, NNTrainer's raw float file) is read one batch
+at a time. Labels reach the model as float arrays of the output's shape; integer class
+ids are one-hot encoded here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import DataError
+from .tensors import Shape, format_shape
+
+Array = NDArray[Any]
+
+
+class Dataset(Protocol):
+    """Random access to samples by index: ``take`` returns one array per model input
+    (the sample axis first) and the labels."""
+
+    def __len__(self) -> int: ...
+
+    def take(self, indices: Array) -> tuple[list[Array], Array]: ...
+
+
+class ArrayDataset:
+    """In-memory arrays, checked once when made."""
+
+    def __init__(self, inputs: Sequence[Array], labels: Array) -> None:
+        self.inputs = list(inputs)
+        self.labels = labels
+        sizes = {len(a) for a in self.inputs} | {len(labels)}
+        if len(sizes) != 1:
+            raise DataError(
+                f"inputs and labels have different numbers of samples: "
+                f"{[len(a) for a in self.inputs]} inputs, {len(labels)} labels"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, indices: Array) -> tuple[list[Array], Array]:
+        return [a[indices] for a in self.inputs], self.labels[indices]
+
+
+def as_input_list(x: Array | Sequence[Array]) -> list[Array]:
+    """One array per model input: a bare array for single-input models, else a list."""
+    if isinstance(x, np.ndarray):
+        return [x]
+    if isinstance(x, (list, tuple)) and all(isinstance(a, np.ndarray) for a in x):
+        return list(x)
+    return [np.asarray(x)]
+
+
+def check_inputs(inputs: Sequence[Array], shapes: Sequence[Shape], names: Sequence[str]) -> None:
+    """Refuse inputs of the wrong count, shape, type or with NaN/inf, before training."""
+    if len(inputs) != len(shapes):
+        raise DataError(f"the model has {len(shapes)} input(s) {list(names)}, got {len(inputs)} arrays")
+    for data, shape, name in zip(inputs, shapes, names):
+        if len(data) == 0:
+            raise DataError(f"input '{name}' is empty: no samples to train on")
+        if tuple(data.shape[1:]) != tuple(shape):
+            raise DataError(
+                f"input '{name}' expects samples of shape {format_shape(shape)}, "
+                f"got an array of shape {format_shape(data.shape)}"
+            )
+        if not np.issubdtype(data.dtype, np.number):
+            raise DataError(f"input '{name}' must be numeric, got dtype {data.dtype}")
+        if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
+            bad = int(np.count_nonzero(~np.isfinite(data)))
+            raise DataError(f"input '{name}' contains {bad} NaN or infinite value(s)")
+
+
+def prepare_labels(labels: Array, output_shape: Shape, *, classes: bool, dtype: Any) -> Array:
+    """Labels as floats of the output's per-sample shape.
+
+    For classification losses (``classes=True``) integer arrays of shape ``(n,)`` are class
+    ids and are one-hot encoded over the output's last axis; ids out of range are refused.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 0 or len(labels) == 0:
+        raise DataError("labels are empty: no samples to train on")
+    n_classes = output_shape[-1]
+    if classes and labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= n_classes:
+            raise DataError(
+                f"class ids must be in [0, {n_classes - 1}] for an output of {n_classes} "
+                f"classes, got ids from {low} to {high}"
+            )
+        flat_out = int(np.prod(output_shape))
+        if flat_out != n_classes:
+            raise DataError(
+                f"class ids need an output of shape (classes,), the model gives "
+                f"{format_shape(output_shape)}; give one-hot labels of that shape instead"
+            )
+        onehot = np.zeros((len(labels), *output_shape), dtype=dtype)
+        onehot.reshape(len(labels), n_classes)[np.arange(len(labels)), labels] = 1
+        return onehot
+    if labels.shape[1:] != tuple(output_shape):
+        if labels[0].size == int(np.prod(output_shape)):
+            labels = labels.reshape(len(labels), *output_shape)
+        else:
+            raise DataError(
+                f"labels of shape {format_shape(labels.shape)} do not fit the model output "
+                f"{format_shape(output_shape)} per sample"
+                + (" (or give integer class ids of shape (n,))" if classes else "")
+            )
+    if not np.issubdtype(labels.dtype, np.number) or not np.all(np.isfinite(labels)):
+        raise DataError("labels must be finite numbers")
+    return labels.astype(dtype, copy=False)
+
+
+class DataLoader:
+    """Shuffled (seeded) batches of a dataset. ``drop_last`` leaves out the last
+    incomplete batch, as training does; evaluation keeps it."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = True,
+    ) -> None:
+        if batch_size <= 0:
+            raise DataError(f"batch_size must be positive, got {batch_size}")
+        if len(dataset) == 0:
+            raise DataError("the data set is empty: no samples to train on")
+        if drop_last and len(dataset) < batch_size:
+            raise DataError(
+                f"the data set has {len(dataset)} samples, fewer than one batch of {batch_size}"
+            )
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.dataset), self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+    def __iter__(self) -> Iterator[tuple[list[Array], Array]]:
+        n = len(self.dataset)
+        order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+        for b in range(len(self)):
+            yield self.dataset.take(order[b * self.batch_size : (b + 1) * self.batch_size])

@@ -1,0 +1,223 @@
+"""The contract every layer keeps, which is what lets the whole iteration be planned ahead.
+
+A layer never allocates the tensors it works on. ``setup`` declares them (output shapes,
+weights, scratch tensors and the steps each scratch tensor is used in); the program
+gives every declared tensor a name; the executor hands the layer a :class:`LayerContext`
+of arrays that may be views into one planned arena. So a layer writes its results *into*
+the arrays it is given (``out[...] = ...`` or ``np.f(..., out=...)``) and must stay correct
+when the planner lets an output share bytes with an input (``supports_in_place``) or an
+outgoing derivative share bytes with the incoming one (``derivative_in_place``).
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ConfigError, ShapeError
+from ..tensors import Shape, format_shape
+
+Array = NDArray[Any]
+
+
+class StepKind(enum.Enum):
+    """The four kinds of step a layer contributes to one training iteration."""
+
+    FORWARD = "forward"
+    CALC_GRADIENT = "calc_gradient"
+    CALC_DERIVATIVE = "calc_derivative"
+    APPLY_GRADIENT = "apply_gradient"
+
+
+class Operand(enum.Enum):
+    """Forward tensors a backward step may read, which keeps them alive until then."""
+
+    INPUTS = "inputs"
+    OUTPUTS = "outputs"
+    WEIGHTS = "weights"
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """A persistent tensor of the layer. ``trainable=False`` ones (batch-norm moving
+    statistics) get no gradient and no optimizer state."""
+
+    name: str
+    shape: Shape
+    initializer: str
+    trainable: bool = True
+
+
+@dataclass(frozen=True)
+class ScratchSpec:
+    """A temporary the layer needs, alive only over the steps in ``used_in``.
+
+    ``dtype=None`` means the model's float type; integer scratch (max-pool indices,
+    dropout masks) names its own.
+    """
+
+    name: str
+    shape: Shape
+    used_in: frozenset[StepKind]
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class LayerSetup:
+    """What ``Layer.setup`` declares for given input shapes (batch dimension included)."""
+
+    output_shapes: list[Shape]
+    weights: list[WeightSpec] = field(default_factory=list)
+    scratch: list[ScratchSpec] = field(default_factory=list)
+
+
+@dataclass
+class LayerContext:
+    """The arrays one step of one layer works on, keyed the way ``setup`` declared them.
+
+    ``grad_outputs[i]`` is dL/d(output i), given; ``grad_inputs[i]`` is dL/d(input i), to
+    be written by ``calc_derivative``. ``gradients`` holds dL/d(weight) for trainable
+    weights, written (not accumulated) by ``calc_gradient``.
+    """
+
+    inputs: list[Array]
+    outputs: list[Array]
+    weights: dict[str, Array] = field(default_factory=dict)
+    gradients: dict[str, Array] = field(default_factory=dict)
+    scratch: dict[str, Array] = field(default_factory=dict)
+    grad_outputs: list[Array] = field(default_factory=list)
+    grad_inputs: list[Array] = field(default_factory=list)
+    training: bool = True
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    label: Array | None = None
+
+
+class Layer(abc.ABC):
+    """Base of all layers: properties shared by every type, and the step methods."""
+
+    #: the layer's type in model files (NNTrainer's name)
+    type_name: ClassVar[str]
+    #: forward tensors ``calc_gradient`` reads besides ``grad_outputs``
+    gradient_reads: frozenset[Operand] = frozenset()
+    #: forward tensors ``calc_derivative`` reads besides ``grad_outputs``
+    derivative_reads: frozenset[Operand] = frozenset()
+    #: the output may be computed over the input's buffer (single input, same shape)
+    supports_in_place: bool = False
+    #: ``grad_inputs[0]`` may be computed over the buffer of ``grad_outputs[0]``
+    derivative_in_place: bool = False
+    #: the output is the input's bytes seen with another shape (flatten, reshape)
+    output_is_view: bool = False
+    #: False where no derivative can flow to the inputs (integer ids of an embedding)
+    has_derivative: bool = True
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        input_layers: Sequence[str] | str | None = None,
+        trainable: bool = True,
+        activation: str | None = None,
+    ) -> None:
+        if name is not None and (not name or any(c in name for c in " :,()[]")):
+            raise ConfigError(f"layer name {name!r} must be non-empty without spaces or :,()[]")
+        self.name = name
+        if isinstance(input_layers, str):
+            input_layers = [s.strip() for s in input_layers.split(",") if s.strip()]
+        self.input_layers: list[str] | None = (
+            list(input_layers) if input_layers is not None else None
+        )
+        self.trainable = bool(trainable)
+        self.activation = activation.lower() if activation else None
+
+    # -- declaration -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def setup(self, input_shapes: Sequence[Shape]) -> LayerSetup:
+        """Check the input shapes and declare outputs, weights and scratch.
+
+        Raise :class:`ShapeError` (via :meth:`shape_error`) for inputs that do not fit;
+        the graph adds the names of the layers that produced them.
+        """
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments beyond the common ones, to rebuild or save the layer."""
+        return {}
+
+    # -- steps ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def forward(self, ctx: LayerContext) -> None:
+        """Compute ``ctx.outputs`` from ``ctx.inputs`` and ``ctx.weights``."""
+
+    def calc_gradient(self, ctx: LayerContext) -> None:
+        """Write dL/d(weight) into ``ctx.gradients``; layers without weights do nothing."""
+
+    @abc.abstractmethod
+    def calc_derivative(self, ctx: LayerContext) -> None:
+        """Write dL/d(input i) into ``ctx.grad_inputs[i]`` from ``ctx.grad_outputs``."""
+
+    # -- helpers -------------------------------------------------------------------
+
+    @property
+    def display_name(self) -> str:
+        return self.name if self.name is not None else f"<unnamed {self.type_name}>"
+
+    def shape_error(self, message: str) -> ShapeError:
+        return ShapeError(f"{self.type_name} layer '{self.display_name}': {message}")
+
+    def expect_inputs(self, input_shapes: Sequence[Shape], count: int) -> None:
+        if len(input_shapes) != count:
+            raise self.shape_error(f"takes {count} input(s), got {len(input_shapes)}")
+
+    def expect_rank(self, shape: Shape, rank: int, what: str) -> None:
+        if len(shape) != rank:
+            raise self.shape_error(
+                f"expects a {what} input of rank {rank} (batch included), got {format_shape(shape)}"
+            )
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}(name={self.name!r}{', ' if args else ''}{args})"
+
+
+def positive_int(value: Any, what: str) -> int:
+    """Parse a property that must be a positive integer, with a clear error otherwise."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}") from None
+    if number <= 0 or (isinstance(value, float) and value != number):
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+    return number
+
+
+def int_pair(value: Any, what: str, *, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints (``3``, ``(3, 3)``, ``"3,3"``) as a ``(height, width)`` pair."""
+    if isinstance(value, str):
+        value = [v for v in value.replace(" ", "").split(",") if v]
+    items: Sequence[Any] = value if isinstance(value, (list, tuple)) else [value, value]
+    if len(items) == 1:
+        items = [items[0], items[0]]
+    try:
+        pair = (int(items[0]), int(items[1]))
+    except (TypeError, ValueError, IndexError):
+        raise ConfigError(f"{what} must be an integer or a pair of integers, got {value!r}") from None
+    if len(items) != 2 or min(pair) < minimum:
+        raise ConfigError(f"{what} must be integers >= {minimum}, got {value!r}")
+    return pair
+
+
+def backward_uses(layer: Layer, step: StepKind) -> frozenset[Operand]:
+    """The forward tensors a backward step of ``layer`` reads (for lifetime analysis)."""
+    if step is StepKind.CALC_GRADIENT:
+        return layer.gradient_reads
+    if step is StepKind.CALC_DERIVATIVE:
+        return layer.derivative_reads
+    return frozenset()
+

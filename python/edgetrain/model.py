@@ -1,0 +1,371 @@
+"""The user-facing model: build from layers, compile, train, predict, read and write weights."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .data import ArrayDataset, DataLoader, Dataset, as_input_list, check_inputs, prepare_labels
+from .errors import ConfigError, DataError, StateError
+from .executor import Executor, HeapStore
+from .graph import Graph, build_graph
+from .initializers import initialize
+from .layers.base import Layer
+from .losses import LossLayer, MeanSquaredError, make_loss
+from .optimizers import SGD, Optimizer
+from .program import Program, build_program
+from .tensors import TensorKind, format_shape
+
+Array = NDArray[Any]
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of ``fit``; validation entries are present when validating."""
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EpochProgress:
+    """What a progress callback sees after each batch."""
+
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    loss: float
+    accuracy: float | None
+    samples_per_second: float
+
+
+ProgressCallback = Callable[[EpochProgress], None]
+
+
+class Model:
+    """A network of layers with a loss; see ``spec/graph.md`` for how layers connect."""
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        loss: str | LossLayer | None = None,
+        *,
+        name: str = "model",
+    ) -> None:
+        self.layers = list(layers)
+        self.loss_name = loss if isinstance(loss, str) or loss is None else loss.type_name
+        self.name = name
+        self.optimizer: Optimizer | None = None
+        self.batch_size = 0
+        self.seed = 0
+        self.dtype: np.dtype[Any] = np.dtype(np.float32)
+        self.iteration = 0
+        self._weights: dict[str, Array] = {}
+        self._train: Executor | None = None
+        self._inference: dict[int, Executor] = {}
+        self._graph: Graph | None = None
+
+    # -- compile -------------------------------------------------------------------
+
+    def _new_loss(self) -> LossLayer | None:
+        return make_loss(self.loss_name) if self.loss_name else None
+
+    def compile(
+        self,
+        optimizer: Optimizer | None = None,
+        batch_size: int = 32,
+        *,
+        seed: int = 0,
+        dtype: Any = np.float32,
+    ) -> None:
+        """Build the graph and program for ``batch_size`` and initialise weights from
+        ``seed`` (kept when recompiling). Without an optimizer the model only infers."""
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size <= 0:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.optimizer = optimizer
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        graph = build_graph(self.layers, self.batch_size, self._new_loss())
+        self._graph = graph
+        training = optimizer is not None
+        if training and self.loss_name is None:
+            raise ConfigError("training needs a loss: pass loss= to Model")
+        program = build_program(
+            graph,
+            training=training,
+            dtype=self.dtype,
+            optimizer_state=optimizer.state_names() if optimizer else (),
+        )
+        self._init_weights(program)
+        self._inference = {}
+        self._train = None
+        if training:
+            self._train = self._executor(program)
+        else:
+            self._inference[self.batch_size] = self._executor(program)
+
+    def _init_weights(self, program: Program) -> None:
+        rng = np.random.default_rng(self.seed)
+        fresh: dict[str, Array] = {}
+        for node in program.graph.nodes:
+            for spec in node.setup.weights:
+                name = f"{node.name}:{spec.name}"
+                old = self._weights.get(name)
+                if old is not None and old.shape == spec.shape:
+                    fresh[name] = old.astype(self.dtype, copy=False)
+                else:
+                    values = initialize(spec.initializer, spec.shape, rng)
+                    fresh[name] = values.astype(self.dtype)
+        self._weights = fresh
+
+    def _executor(self, program: Program) -> Executor:
+        store = HeapStore(program.tensors, shared=self._weights)
+        rng = np.random.default_rng(self.seed + 1)
+        return Executor(program, store, self.optimizer, rng)
+
+    def _inference_executor(self, batch: int) -> Executor:
+        if batch not in self._inference:
+            graph = build_graph(self.layers, batch, self._new_loss())
+            program = build_program(graph, training=False, dtype=self.dtype)
+            self._inference[batch] = self._executor(program)
+        return self._inference[batch]
+
+    # -- properties ------------------------------------------------------------------
+
+    @property
+    def graph(self) -> Graph:
+        if self._graph is None:
+            raise StateError("the model is not compiled yet: call compile() first")
+        return self._graph
+
+    @property
+    def program(self) -> Program:
+        """The compiled program (the training one when there is an optimizer)."""
+        executor = self._train or self._inference.get(self.batch_size)
+        if executor is None:
+            raise StateError("the model is not compiled yet: call compile() first")
+        return executor.program
+
+    def _classifies(self) -> bool:
+        return self.loss_name is not None and not isinstance(self._new_loss(), MeanSquaredError)
+
+    def _input_shapes(self) -> tuple[list[tuple[int, ...]], list[str]]:
+        nodes = self.graph.input_nodes()
+        return [n.output_shapes[0][1:] for n in nodes], [n.name for n in nodes]
+
+    def _output_shape(self) -> tuple[int, ...]:
+        return self.program.tensors[self.program.output].shape[1:]
+
+    def _labels(self, y: Array) -> Array:
+        return prepare_labels(y, self._output_shape(), classes=self._classifies(), dtype=self.dtype)
+
+    def _dataset(self, x: Array | Sequence[Array], y: Array) -> ArrayDataset:
+        inputs = as_input_list(x)
+        shapes, names = self._input_shapes()
+        check_inputs(inputs, shapes, names)
+        return ArrayDataset(inputs, self._labels(y))
+
+    # -- training ----------------------------------------------------------------------
+
+    def _trainer(self) -> Executor:
+        if self._train is None:
+            raise StateError("the model is not compiled for training: call compile(optimizer=...)")
+        return self._train
+
+    def train_step(self, x: Array | Sequence[Array], y: Array) -> float:
+        """One iteration on exactly one batch; returns the batch loss."""
+        trainer = self._trainer()
+        data = self._dataset(x, y)
+        if len(data) != self.batch_size:
+            raise DataError(f"train_step takes one batch of {self.batch_size} samples, got {len(data)}")
+        return self._step(trainer, data.inputs, data.labels)
+
+    def _step(self, trainer: Executor, inputs: Sequence[Array], labels: Array) -> float:
+        assert self.optimizer is not None
+        lr = self.optimizer.schedule.lr_at(self.iteration)
+        loss = trainer.train_step(inputs, labels, lr)
+        self.iteration += 1
+        if not math.isfinite(loss):
+            raise DataError(
+                f"the loss became {loss} at iteration {self.iteration}: lower the learning rate "
+                "or check the data"
+            )
+        return loss
+
+    def fit(
+        self,
+        x: Array | Sequence[Array] | Dataset,
+        y: Array | None = None,
+        *,
+        epochs: int = 1,
+        validation_split: float = 0.0,
+        validation_data: tuple[Array | Sequence[Array], Array] | Dataset | None = None,
+        shuffle: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> History:
+        """Train for ``epochs`` passes over the data (the last incomplete batch of each
+        epoch is left out; shuffling changes which). Everything is checked first."""
+        trainer = self._trainer()
+        if epochs <= 0:
+            raise ConfigError(f"epochs must be positive, got {epochs}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ConfigError(f"validation_split must be in [0, 1), got {validation_split}")
+        train: Dataset
+        valid: Dataset | None = None
+        if y is None:
+            if isinstance(x, np.ndarray) or isinstance(x, (list, tuple)):
+                raise DataError("fit needs labels y when x is an array")
+            train = x  # type: ignore[assignment]
+        else:
+            full = self._dataset(x, y)  # type: ignore[arg-type]
+            if validation_split > 0:
+                n_valid = int(round(len(full) * validation_split))
+                order = np.random.default_rng(self.seed + 2).permutation(len(full))
+                valid = ArrayDataset(*full.take(order[:n_valid]))
+                train = ArrayDataset(*full.take(order[n_valid:]))
+            else:
+                train = full
+        if validation_data is not None:
+            valid = (
+                self._dataset(*validation_data)
+                if isinstance(validation_data, tuple)
+                else validation_data
+            )
+        loader = DataLoader(train, self.batch_size, shuffle=shuffle, seed=self.seed + 3)
+        history = History()
+        for epoch in range(epochs):
+            total, correct, seen = 0.0, 0, 0
+            start = time.perf_counter()
+            for b, (inputs, labels) in enumerate(loader):
+                loss = self._step(trainer, inputs, labels)
+                total += loss * len(labels)
+                seen += len(labels)
+                accuracy = None
+                if self._classifies():
+                    out = trainer.store[trainer.program.output]
+                    correct += _count_correct(out, labels)
+                    accuracy = correct / seen
+                if progress is not None:
+                    rate = seen / max(time.perf_counter() - start, 1e-9)
+                    progress(EpochProgress(epoch, epochs, b, len(loader), total / seen, accuracy, rate))
+            history.loss.append(total / seen)
+            if self._classifies():
+                history.accuracy.append(correct / seen)
+            if valid is not None:
+                metrics = self._evaluate_dataset(valid)
+                history.val_loss.append(metrics["loss"])
+                if "accuracy" in metrics:
+                    history.val_accuracy.append(metrics["accuracy"])
+        return history
+
+    # -- inference ---------------------------------------------------------------------
+
+    def _batches(self, n: int) -> list[tuple[int, int]]:
+        size = self.batch_size or 1
+        return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+    def predict(self, x: Array | Sequence[Array]) -> Array:
+        """Outputs for any number of samples (softmax probabilities with cross entropy)."""
+        if self._graph is None:
+            raise StateError("the model is not compiled yet: call compile() first")
+        inputs = as_input_list(x)
+        shapes, names = self._input_shapes()
+        check_inputs(inputs, shapes, names)
+        n = len(inputs[0])
+        result = np.empty((n, *self._output_shape()), dtype=self.dtype)
+        for start, stop in self._batches(n):
+            executor = self._inference_executor(stop - start)
+            result[start:stop] = executor.forward([a[start:stop] for a in inputs])
+        return result
+
+    def evaluate(self, x: Array | Sequence[Array] | Dataset, y: Array | None = None) -> dict[str, float]:
+        """Loss (and accuracy for classification) over all samples, in inference mode."""
+        if self.loss_name is None:
+            raise ConfigError("evaluate needs a loss: pass loss= to Model")
+        data = x if y is None else self._dataset(x, y)  # type: ignore[arg-type]
+        return self._evaluate_dataset(data)  # type: ignore[arg-type]
+
+    def _evaluate_dataset(self, data: Dataset) -> dict[str, float]:
+        total, correct = 0.0, 0
+        n = len(data)
+        if n == 0:
+            raise DataError("the validation data set is empty")
+        for start, stop in self._batches(n):
+            inputs, labels = data.take(np.arange(start, stop))
+            executor = self._inference_executor(stop - start)
+            out = executor.forward(inputs, labels)
+            total += executor.loss() * (stop - start)
+            if self._classifies():
+                correct += _count_correct(out, labels)
+        metrics = {"loss": total / n}
+        if self._classifies():
+            metrics["accuracy"] = correct / n
+        return metrics
+
+    # -- weights -------------------------------------------------------------------------
+
+    def get_weights(self) -> dict[str, Array]:
+        """Copies of every weight (batch-norm moving statistics included), by
+        ``"<layer>:<weight>"``."""
+        if not self._weights:
+            raise StateError("the model has no weights yet: call compile() first")
+        return {name: value.copy() for name, value in self._weights.items()}
+
+    def set_weights(self, weights: Mapping[str, Array]) -> None:
+        """Overwrite weights in place; every name and shape is checked before any is set."""
+        if not self._weights:
+            raise StateError("the model has no weights yet: call compile() first")
+        unknown = sorted(set(weights) - set(self._weights))
+        if unknown:
+            raise ConfigError(f"unknown weight name(s) {unknown}; the model has {sorted(self._weights)}")
+        for name, value in weights.items():
+            have = self._weights[name].shape
+            if np.shape(value) != have:
+                raise ConfigError(
+                    f"weight '{name}' has shape {format_shape(have)}, got {format_shape(np.shape(value))}"
+                )
+            if not np.all(np.isfinite(value)):
+                raise ConfigError(f"weight '{name}' contains NaN or infinite values")
+        for name, value in weights.items():
+            np.copyto(self._weights[name], value, casting="unsafe")
+
+    def weight_kinds(self) -> dict[str, TensorKind]:
+        return {name: TensorKind.WEIGHT for name in self._weights}
+
+    def summary(self) -> str:
+        """A table of layers, output shapes and parameter counts."""
+        graph = self.graph
+        rows = [("layer", "type", "output shape", "params")]
+        total = 0
+        for node in graph.nodes:
+            count = sum(int(np.prod(w.shape)) for w in node.setup.weights)
+            total += count
+            shapes = ", ".join(format_shape(s[1:]) for s in node.output_shapes)
+            rows.append((node.name, node.layer.type_name, shapes, f"{count:,}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append(f"total parameters: {total:,}")
+        return "\n".join(lines)
+
+
+def _count_correct(outputs: Array, labels: Array) -> int:
+    n = len(labels)
+    predicted = outputs.reshape(n, -1).argmax(axis=1)
+    truth = labels.reshape(n, -1).argmax(axis=1)
+    return int(np.count_nonzero(predicted == truth))
+
+
+__all__ = ["Model", "History", "EpochProgress", "SGD"]
