@@ -19,7 +19,15 @@ class ShapeError(EdgetrainError, ValueError):
 
 
 class ConfigError(EdgetrainError, ValueError):
-    """A layer, optimizer or model property that is unknown or out of range."""
+    """A layer, optimizer or model property that is unknown or out of range.
+
+    ``key`` names the property (its model-file key) when one is to blame, so that the
+    model-file reader can point at the line that set it.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
 
 
 class ModelFileError(ConfigError):
@@ -37,7 +45,6 @@ class ModelFileError(ConfigError):
         self.path = str(path)
         self.line = line
         self.section = section
-        self.key = key
         where = self.path
         if line is not None:
             where += f":{line}"
@@ -45,7 +52,7 @@ class ModelFileError(ConfigError):
             where += f" [{section}]"
         if key is not None:
             where += f" key '{key}'"
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"{where}: {message}", key=key)
 
 
 class DataError(EdgetrainError, ValueError):

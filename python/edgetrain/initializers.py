@@ -81,7 +81,7 @@ def check_initializer(name: str, what: str) -> str:
     key = name.strip().lower()
     if key not in INITIALIZERS:
         known = ", ".join(sorted(INITIALIZERS))
-        raise ConfigError(f"{what}: unknown initializer {name!r} (known: {known})")
+        raise ConfigError(f"{what}: unknown initializer {name!r} (known: {known})", key=what)
     return key
 
 

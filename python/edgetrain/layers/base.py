@@ -186,19 +186,21 @@ class Layer(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}{', ' if args else ''}{args})"
 
 
-def positive_int(value: Any, what: str) -> int:
-    """Parse a property that must be a positive integer, with a clear error otherwise."""
+def positive_int(value: Any, key: str) -> int:
+    """Parse property ``key`` (given as a number or a model-file string) as a positive
+    integer, with a clear error otherwise."""
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a positive integer, got {value!r}") from None
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}", key=key) from None
     if number <= 0 or (isinstance(value, float) and value != number):
-        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}", key=key)
     return number
 
 
-def int_pair(value: Any, what: str, *, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints (``3``, ``(3, 3)``, ``"3,3"``) as a ``(height, width)`` pair."""
+def int_pair(value: Any, key: str, *, minimum: int = 1) -> tuple[int, int]:
+    """Property ``key`` as an int or a pair of ints (``3``, ``(3, 3)``, ``"3,3"``), returned
+    as a ``(height, width)`` pair."""
     if isinstance(value, str):
         value = [v for v in value.replace(" ", "").split(",") if v]
     items: Sequence[Any] = value if isinstance(value, (list, tuple)) else [value, value]
@@ -207,9 +209,11 @@ def int_pair(value: Any, what: str, *, minimum: int = 1) -> tuple[int, int]:
     try:
         pair = (int(items[0]), int(items[1]))
     except (TypeError, ValueError, IndexError):
-        raise ConfigError(f"{what} must be an integer or a pair of integers, got {value!r}") from None
+        raise ConfigError(
+            f"{key} must be an integer or a pair of integers, got {value!r}", key=key
+        ) from None
     if len(items) != 2 or min(pair) < minimum:
-        raise ConfigError(f"{what} must be integers >= {minimum}, got {value!r}")
+        raise ConfigError(f"{key} must be integers >= {minimum}, got {value!r}", key=key)
     return pair
 
 

@@ -33,7 +33,7 @@ class FullyConnected(Layer):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        self.unit = positive_int(unit, f"fully_connected '{self.display_name}' unit")
+        self.unit = positive_int(unit, "unit")
         self.bias = bool(bias)
         self.weight_initializer = check_initializer(weight_initializer, "weight_initializer")
         self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")

@@ -23,7 +23,7 @@ class Input(Layer):
         super().__init__(**common)
         if isinstance(shape, int) or len(shape) == 0:
             raise ConfigError(f"input layer '{self.display_name}': shape must be a sequence, got {shape!r}")
-        self.shape: Shape = tuple(positive_int(d, "input shape") for d in shape)
+        self.shape: Shape = tuple(positive_int(d, "input_shape") for d in shape)
 
     def config(self) -> dict[str, Any]:
         return {"shape": self.shape}

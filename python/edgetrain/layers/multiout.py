@@ -23,7 +23,7 @@ class Multiout(Layer):
 
     def __init__(self, *, outputs: int = 2, **common: Any) -> None:
         super().__init__(**common)
-        self.outputs = positive_int(outputs, "multiout outputs")
+        self.outputs = positive_int(outputs, "outputs")
 
     def config(self) -> dict[str, Any]:
         return {"outputs": self.outputs}
