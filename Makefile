@@ -31,6 +31,7 @@ test-python: install
 
 typecheck: install
 	$(PY) -m mypy --strict python/
+	$(PY) -m mypy.stubtest edgetrain._core
 
 lint: install
 	$(VENV)/bin/ruff check python tests

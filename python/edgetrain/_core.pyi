@@ -1,4 +1,6 @@
-"""Type stub of the compiled core (rust/py)."""
+"""Type stub of the compiled core (rust/py), checked by ``mypy.stubtest`` in ``make test``."""
+
+__all__ = ["__version__", "version"]
 
 __version__: str
 
