@@ -153,3 +153,101 @@ class DataLoader:
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         for b in range(len(self)):
             yield self.dataset.take(order[b * self.batch_size : (b + 1) * self.batch_size])
+
+
+class Subset:
+    """The samples of ``dataset`` at ``indices``, in that order (a validation split of a
+    dataset that is not in memory)."""
+
+    def __init__(self, dataset: Dataset, indices: Array) -> None:
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def take(self, indices: Array) -> tuple[list[Array], Array]:
+        return self.dataset.take(self.indices[indices])
+
+
+def split_dataset(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """(training, validation): a seeded random ``fraction`` of the samples is held out."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"a validation split must be in (0, 1), got {fraction}")
+    n = len(dataset)
+    n_valid = int(round(n * fraction))
+    if n_valid == 0 or n_valid == n:
+        raise DataError(
+            f"a validation split of {fraction} of {n} samples leaves "
+            f"{n - n_valid} for training and {n_valid} for validation"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return Subset(dataset, np.sort(order[n_valid:])), Subset(dataset, np.sort(order[:n_valid]))
+
+
+class CheckedDataset:
+    """A dataset seen through the model: every batch is checked against the model's input
+    shapes and its labels are made floats of the output's shape (class ids one-hot).
+
+    :func:`check_dataset` makes one after reading every sample once, so problems surface
+    before training starts; ``take`` keeps checking because lazy data may change.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        input_shapes: Sequence[Shape],
+        input_names: Sequence[str],
+        output_shape: Shape,
+        *,
+        classes: bool,
+        dtype: Any,
+    ) -> None:
+        self.dataset = dataset
+        self.input_shapes = [tuple(s) for s in input_shapes]
+        self.input_names = list(input_names)
+        self.output_shape = tuple(output_shape)
+        self.classes = classes
+        self.dtype = np.dtype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def take(self, indices: Array) -> tuple[list[Array], Array]:
+        inputs, labels = self.dataset.take(indices)
+        inputs = as_input_list(inputs)
+        check_inputs(inputs, self.input_shapes, self.input_names)
+        labels = prepare_labels(labels, self.output_shape, classes=self.classes, dtype=self.dtype)
+        if len(labels) != len(inputs[0]):
+            raise DataError(f"the data set gave {len(inputs[0])} inputs but {len(labels)} labels")
+        return [a.astype(self.dtype, copy=False) for a in inputs], labels
+
+
+def check_dataset(
+    dataset: Dataset,
+    input_shapes: Sequence[Shape],
+    input_names: Sequence[str],
+    output_shape: Shape,
+    *,
+    classes: bool,
+    dtype: Any,
+    chunk: int = 4096,
+) -> CheckedDataset:
+    """Read every sample once, ``chunk`` at a time (memory stays bounded), and refuse the
+    data set before training if any sample has the wrong shape, NaN/inf values, or labels
+    that do not fit the output. Errors name the sample range."""
+    if isinstance(dataset, CheckedDataset):
+        dataset = dataset.dataset
+    checked = CheckedDataset(
+        dataset, input_shapes, input_names, output_shape, classes=classes, dtype=dtype
+    )
+    n = len(dataset)
+    if n == 0:
+        raise DataError("the data set is empty: no samples to train on")
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        try:
+            checked.take(np.arange(start, stop))
+        except DataError as err:
+            raise DataError(f"samples {start} to {stop - 1}: {err}") from None
+    return checked

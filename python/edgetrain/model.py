@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .data import ArrayDataset, DataLoader, Dataset, as_input_list, check_inputs, prepare_labels
+from .data import (
+    ArrayDataset,
+    DataLoader,
+    Dataset,
+    as_input_list,
+    check_dataset,
+    check_inputs,
+    prepare_labels,
+)
 from .errors import ConfigError, DataError, StateError
 from .executor import Executor, HeapStore
 from .graph import Graph, build_graph
@@ -34,6 +43,16 @@ class History:
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
 
+    def latest(self) -> dict[str, float]:
+        """The last epoch's metrics by name (only those that were measured)."""
+        lists = {
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "val_loss": self.val_loss,
+            "val_accuracy": self.val_accuracy,
+        }
+        return {name: values[-1] for name, values in lists.items() if values}
+
 
 @dataclass(frozen=True)
 class EpochProgress:
@@ -49,6 +68,8 @@ class EpochProgress:
 
 
 ProgressCallback = Callable[[EpochProgress], None]
+#: called after each epoch (and its validation) with the epoch index and its metrics
+EpochCallback = Callable[[int, dict[str, float]], None]
 
 
 class Model:
@@ -171,6 +192,13 @@ class Model:
     def _labels(self, y: Array) -> Array:
         return prepare_labels(y, self._output_shape(), classes=self._classifies(), dtype=self.dtype)
 
+    def _checked(self, data: Dataset) -> Dataset:
+        """A dataset read once and checked against the model; its labels made to fit."""
+        shapes, names = self._input_shapes()
+        return check_dataset(
+            data, shapes, names, self._output_shape(), classes=self._classifies(), dtype=self.dtype
+        )
+
     def _dataset(self, x: Array | Sequence[Array], y: Array) -> ArrayDataset:
         inputs = as_input_list(x)
         shapes, names = self._input_shapes()
@@ -214,6 +242,7 @@ class Model:
         validation_data: tuple[Array | Sequence[Array], Array] | Dataset | None = None,
         shuffle: bool = True,
         progress: ProgressCallback | None = None,
+        on_epoch: EpochCallback | None = None,
     ) -> History:
         """Train for ``epochs`` passes over the data (the last incomplete batch of each
         epoch is left out; shuffling changes which). Everything is checked first."""
@@ -227,7 +256,7 @@ class Model:
         if y is None:
             if isinstance(x, np.ndarray) or isinstance(x, (list, tuple)):
                 raise DataError("fit needs labels y when x is an array")
-            train = x  # type: ignore[assignment]
+            train = self._checked(x)  # type: ignore[arg-type]
         else:
             full = self._dataset(x, y)  # type: ignore[arg-type]
             if validation_split > 0:
@@ -241,7 +270,7 @@ class Model:
             valid = (
                 self._dataset(*validation_data)
                 if isinstance(validation_data, tuple)
-                else validation_data
+                else self._checked(validation_data)
             )
         loader = DataLoader(train, self.batch_size, shuffle=shuffle, seed=self.seed + 3)
         history = History()
@@ -268,6 +297,8 @@ class Model:
                 history.val_loss.append(metrics["loss"])
                 if "accuracy" in metrics:
                     history.val_accuracy.append(metrics["accuracy"])
+            if on_epoch is not None:
+                on_epoch(epoch, history.latest())
         return history
 
     # -- inference ---------------------------------------------------------------------
@@ -294,8 +325,8 @@ class Model:
         """Loss (and accuracy for classification) over all samples, in inference mode."""
         if self.loss_name is None:
             raise ConfigError("evaluate needs a loss: pass loss= to Model")
-        data = x if y is None else self._dataset(x, y)  # type: ignore[arg-type]
-        return self._evaluate_dataset(data)  # type: ignore[arg-type]
+        data = self._checked(x) if y is None else self._dataset(x, y)  # type: ignore[arg-type]
+        return self._evaluate_dataset(data)
 
     def _evaluate_dataset(self, data: Dataset) -> dict[str, float]:
         total, correct = 0.0, 0
@@ -340,6 +371,24 @@ class Model:
                 raise ConfigError(f"weight '{name}' contains NaN or infinite values")
         for name, value in weights.items():
             np.copyto(self._weights[name], value, casting="unsafe")
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the weights atomically: NNTrainer's ``.bin`` (float32 in layer order), or
+        ``.npz`` by name when ``path`` ends in ``.npz``. See ``spec/weights.md``."""
+        from .weights_io import save_weights
+
+        if not self._weights:
+            raise StateError("the model has no weights yet: call compile() first")
+        save_weights(path, self._weights)
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Read weights saved by :meth:`save` (or by NNTrainer) into the compiled model;
+        sizes, names and shapes are checked before any weight changes."""
+        from .weights_io import load_weights
+
+        if not self._weights:
+            raise StateError("the model has no weights yet: call compile() first")
+        self.set_weights(load_weights(path, {n: w.shape for n, w in self._weights.items()}))
 
     def weight_kinds(self) -> dict[str, TensorKind]:
         return {name: TensorKind.WEIGHT for name in self._weights}
