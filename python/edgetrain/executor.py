@@ -14,12 +14,13 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from .layers.base import LayerContext, StepKind
+from .layers.base import LayerContext, StepKind, WeightPenalty
 from .optimizers import Optimizer
 from .program import Binding, Program, Step
 from .tensors import TensorSpec
 
 Array = NDArray[Any]
+NO_PENALTY = WeightPenalty()
 
 
 class TensorStore(Protocol):
@@ -92,12 +93,12 @@ class Executor:
             assert self.optimizer is not None
             for weight, grad in binding.gradients.items():
                 state = {k: self.store[n] for k, n in binding.optimizer_state[weight].items()}
+                values, gradient = self.store[binding.weights[weight]], self.store[grad]
+                penalty = binding.penalties.get(weight, NO_PENALTY)
+                if penalty.l2:
+                    gradient += values.dtype.type(penalty.l2) * values
                 self.optimizer.apply(
-                    self.store[binding.weights[weight]],
-                    self.store[grad],
-                    state,
-                    lr,
-                    self.update_count,
+                    values, gradient, state, lr, self.update_count, decay=penalty.decay
                 )
             return
         ctx = self.context(binding, training=training, label=label)
@@ -114,9 +115,21 @@ class Executor:
             raise AssertionError("train_step on an inference program")
         self.load_batch(inputs, label)
         self.update_count += 1
+        penalty = self.regularization_loss()
         for step in self.program.steps:
             self.run_step(step, training=True, label=True, lr=lr)
-        return self.loss()
+        return self.loss() + penalty
+
+    def regularization_loss(self) -> float:
+        """``sum(l2 / 2 * sum(w^2))`` over the trained weights with an L2 regularizer,
+        which training adds to the loss (with the weights the forward pass uses)."""
+        total = 0.0
+        for binding in self.program.bindings.values():
+            for weight, penalty in binding.penalties.items():
+                if penalty.l2:
+                    values = self.store[binding.weights[weight]]
+                    total += 0.5 * penalty.l2 * float(np.sum(np.square(values, dtype=np.float64)))
+        return total
 
     def forward(self, inputs: Sequence[Array], label: Array | None = None) -> Array:
         """Forward only, in inference mode; returns the output tensor (not a copy)."""

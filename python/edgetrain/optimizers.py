@@ -2,7 +2,10 @@
 
 The update is applied per weight right after its gradient exists (the apply-gradient
 step of its layer), so an optimizer never sees the whole model at once. The formulas are
-PyTorch's (``torch.optim.SGD``, ``Adam``, ``AdamW``), which NNTrainer's goldens use.
+PyTorch's (``torch.optim.SGD``, ``Adam``, ``AdamW``), which NNTrainer's goldens use, with
+their defaults. A layer's ``weight_decay``/``bias_decay`` reaches ``apply`` as ``decay``:
+added to the gradient (coupled) by SGD and Adam, applied to the weight (decoupled) by
+AdamW. Formulas: ``spec/optimizers.md``.
 """
 
 from __future__ import annotations
@@ -35,9 +38,16 @@ class Optimizer(abc.ABC):
 
     @abc.abstractmethod
     def apply(
-        self, weight: Array, grad: Array, state: Mapping[str, Array], lr: float, step: int
+        self,
+        weight: Array,
+        grad: Array,
+        state: Mapping[str, Array],
+        lr: float,
+        step: int,
+        decay: float = 0.0,
     ) -> None:
-        """Update ``weight`` in place; ``step`` counts updates from 1 (Adam's bias terms)."""
+        """Update ``weight`` in place; ``step`` counts updates from 1 (Adam's bias terms);
+        ``decay`` is the weight's own decay. ``grad`` may be overwritten."""
 
     @abc.abstractmethod
     def config(self) -> dict[str, Any]:
@@ -70,8 +80,15 @@ class SGD(Optimizer):
         return ("momentum",) if self.momentum > 0 else ()
 
     def apply(
-        self, weight: Array, grad: Array, state: Mapping[str, Array], lr: float, step: int
+        self,
+        weight: Array,
+        grad: Array,
+        state: Mapping[str, Array],
+        lr: float,
+        step: int,
+        decay: float = 0.0,
     ) -> None:
+        _couple_decay(weight, grad, decay)
         rate = weight.dtype.type(lr)
         if self.momentum == 0:
             weight -= rate * grad
@@ -99,7 +116,7 @@ class Adam(Optimizer):
         learning_rate: float | LearningRateSchedule = 1e-3,
         beta1: float = 0.9,
         beta2: float = 0.999,
-        epsilon: float = 1e-7,
+        epsilon: float = 1e-8,
     ) -> None:
         super().__init__(learning_rate)
         self.beta1 = _check_range(beta1, "beta1", 0.0, 1.0)
@@ -111,14 +128,22 @@ class Adam(Optimizer):
     def state_names(self) -> tuple[str, ...]:
         return ("m", "v")
 
-    def _decay(self, weight: Array, lr: float) -> None:
-        """AdamW's decoupled weight decay; nothing for Adam."""
+    def _decay(self, weight: Array, grad: Array, lr: float, decay: float) -> None:
+        """Adam couples the weight's decay into the gradient (``torch.optim.Adam``'s
+        ``weight_decay``); AdamW overrides this with decoupled decay."""
+        _couple_decay(weight, grad, decay)
 
     def apply(
-        self, weight: Array, grad: Array, state: Mapping[str, Array], lr: float, step: int
+        self,
+        weight: Array,
+        grad: Array,
+        state: Mapping[str, Array],
+        lr: float,
+        step: int,
+        decay: float = 0.0,
     ) -> None:
         f = weight.dtype.type
-        self._decay(weight, lr)
+        self._decay(weight, grad, lr, decay)
         m, v = state["m"], state["v"]
         m *= f(self.beta1)
         m += f(1.0 - self.beta1) * grad
@@ -133,8 +158,8 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """``torch.optim.AdamW``: Adam plus decoupled decay ``w -= lr * weight_decay * w``
-    before the Adam step."""
+    """``torch.optim.AdamW``: Adam plus decoupled decay ``w -= lr * (weight_decay + decay)
+    * w`` before the Adam step, ``decay`` being the layer's own decay of that weight."""
 
     type_name = "adamw"
 
@@ -143,7 +168,7 @@ class AdamW(Adam):
         learning_rate: float | LearningRateSchedule = 1e-3,
         beta1: float = 0.9,
         beta2: float = 0.999,
-        epsilon: float = 1e-7,
+        epsilon: float = 1e-8,
         weight_decay: float = 0.01,
     ) -> None:
         super().__init__(learning_rate, beta1, beta2, epsilon)
@@ -151,11 +176,19 @@ class AdamW(Adam):
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {weight_decay!r}")
 
-    def _decay(self, weight: Array, lr: float) -> None:
-        weight *= weight.dtype.type(1.0 - lr * self.weight_decay)
+    def _decay(self, weight: Array, grad: Array, lr: float, decay: float) -> None:
+        rate = self.weight_decay + decay
+        if rate:
+            weight *= weight.dtype.type(1.0 - lr * rate)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "weight_decay": self.weight_decay}
+
+
+def _couple_decay(weight: Array, grad: Array, decay: float) -> None:
+    """``g += decay * w``: L2-style decay folded into the gradient."""
+    if decay:
+        grad += weight.dtype.type(decay) * weight
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {cls.type_name: cls for cls in (SGD, Adam, AdamW)}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .graph import Graph, Node, Port
-from .layers.base import StepKind
+from .layers.base import StepKind, WeightPenalty
 from .layers.input import Input
 from .losses import LossLayer
 from .tensors import TensorKind, TensorSpec
@@ -36,6 +36,8 @@ class Binding:
     scratch: dict[str, str]
     grad_outputs: list[str]
     grad_inputs: list[str]
+    #: regularizer and decay of each trained weight (keys as in ``gradients``)
+    penalties: dict[str, WeightPenalty] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,12 @@ def build_program(
     for node in graph.nodes:
         kind = TensorKind.INPUT if isinstance(node.layer, Input) else TensorKind.ACTIVATION
         outputs = [add(output_name(node.name, i), s, kind) for i, s in enumerate(node.output_shapes)]
-        weights, gradients, state = {}, {}, {}
+        weights, gradients, state, penalties = {}, {}, {}, {}
         for w in node.setup.weights:
             weights[w.name] = add(f"{node.name}:{w.name}", w.shape, TensorKind.WEIGHT)
             if node.name in trained and w.trainable:
                 gradients[w.name] = add(f"{node.name}:{w.name}:grad", w.shape, TensorKind.GRADIENT)
+                penalties[w.name] = node.layer.weight_penalty(w)
                 state[w.name] = {
                     s: add(f"{node.name}:{w.name}:{s}", w.shape, TensorKind.OPTIMIZER_STATE)
                     for s in optimizer_state
@@ -164,6 +167,7 @@ def build_program(
             scratch=scratch,
             grad_outputs=grad_outputs,
             grad_inputs=grad_inputs,
+            penalties=penalties,
         )
 
     steps = [Step(StepKind.FORWARD, n.name) for n in graph.nodes]

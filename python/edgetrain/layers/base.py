@@ -55,6 +55,37 @@ class WeightSpec:
 
 
 @dataclass(frozen=True)
+class WeightPenalty:
+    """What one trained weight adds to its gradient before the optimizer step
+    (NNTrainer's regularizer and decay properties, ``spec/optimizers.md``).
+
+    ``l2``: the L2 regularizer constant ``c`` (the loss gains ``c/2 * sum(w^2)``, the
+    gradient ``c * w``); ``decay``: weight decay, coupled (``g += decay * w``) for SGD and
+    Adam and decoupled (``w -= lr * decay * w``) for AdamW.
+    """
+
+    l2: float = 0.0
+    decay: float = 0.0
+
+
+#: weight names that take ``bias_decay`` and no regularizer (the others take
+#: ``weight_regularizer`` and ``weight_decay``), as NNTrainer's layers assign them
+BIAS_LIKE_WEIGHTS = frozenset({"bias", "beta"})
+
+REGULARIZERS = ("none", "l2norm")
+
+
+def _non_negative(value: Any, key: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number >= 0, got {value!r}", key=key) from None
+    if not number >= 0 or number == float("inf"):
+        raise ConfigError(f"{key} must be a finite number >= 0, got {value!r}", key=key)
+    return number
+
+
+@dataclass(frozen=True)
 class ScratchSpec:
     """A temporary the layer needs, alive only over the steps in ``used_in``.
 
@@ -123,6 +154,10 @@ class Layer(abc.ABC):
         input_layers: Sequence[str] | str | None = None,
         trainable: bool = True,
         activation: str | None = None,
+        weight_regularizer: str | None = None,
+        weight_regularizer_constant: float = 1.0,
+        weight_decay: float = 0.0,
+        bias_decay: float = 0.0,
     ) -> None:
         if name is not None and (not name or any(c in name for c in " :,()[]")):
             raise ConfigError(f"layer name {name!r} must be non-empty without spaces or :,()[]")
@@ -134,6 +169,19 @@ class Layer(abc.ABC):
         )
         self.trainable = bool(trainable)
         self.activation = activation.lower() if activation else None
+        regularizer = (weight_regularizer or "none").strip().lower()
+        if regularizer not in REGULARIZERS:
+            raise ConfigError(
+                f"layer '{self.display_name}': weight_regularizer must be one of "
+                f"{', '.join(REGULARIZERS)}, got {weight_regularizer!r}",
+                key="weight_regularizer",
+            )
+        self.weight_regularizer = regularizer
+        self.weight_regularizer_constant = _non_negative(
+            weight_regularizer_constant, "weight_regularizer_constant"
+        )
+        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        self.bias_decay = _non_negative(bias_decay, "bias_decay")
 
     # -- declaration -------------------------------------------------------------
 
@@ -148,6 +196,15 @@ class Layer(abc.ABC):
     def config(self) -> dict[str, Any]:
         """The constructor arguments beyond the common ones, to rebuild or save the layer."""
         return {}
+
+    def weight_penalty(self, weight: WeightSpec) -> WeightPenalty:
+        """The regularizer and decay of one of this layer's weights: names in
+        ``BIAS_LIKE_WEIGHTS`` take ``bias_decay`` only, the others ``weight_regularizer``
+        and ``weight_decay``. A layer whose weights split otherwise overrides this."""
+        if weight.name in BIAS_LIKE_WEIGHTS:
+            return WeightPenalty(decay=self.bias_decay)
+        l2 = self.weight_regularizer_constant if self.weight_regularizer == "l2norm" else 0.0
+        return WeightPenalty(l2=l2, decay=self.weight_decay)
 
     # -- steps ---------------------------------------------------------------------
 
