@@ -1,0 +1,176 @@
+"""Weight files: NNTrainer's .bin layout, named .npz, atomic saves and checked loads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgetrain import Model, ModelFileError, SaveError, StateError
+from edgetrain import layers as L
+from edgetrain.optimizers import SGD
+from edgetrain.weights_io import atomic_write, check_save_path, load_weights, save_weights
+
+
+def _mlp(seed: int = 0, hidden: int = 5) -> Model:
+    model = Model(
+        [
+            L.Input(shape=(3,), name="x"),
+            L.FullyConnected(unit=hidden, activation="relu", name="fc1"),
+            L.FullyConnected(unit=2, name="fc2"),
+        ],
+        "mse",
+    )
+    model.compile(SGD(0.1), batch_size=2, seed=seed)
+    return model
+
+
+def test_bin_is_float32_weights_in_layer_order(tmp_path: Path) -> None:
+    model = _mlp()
+    model.save(tmp_path / "w.bin")
+    w = model.get_weights()
+    expected = np.concatenate(
+        [w[n].astype("<f4").ravel() for n in ("fc1:weight", "fc1:bias", "fc2:weight", "fc2:bias")]
+    )
+    raw = np.fromfile(tmp_path / "w.bin", dtype="<f4")
+    np.testing.assert_array_equal(raw, expected)
+    assert (tmp_path / "w.bin").stat().st_size == 4 * (3 * 5 + 5 + 5 * 2 + 2)
+
+
+@pytest.mark.parametrize("name", ["w.bin", "w.npz", "weights.nntrainer"])
+def test_save_then_load_restores_every_weight(tmp_path: Path, name: str) -> None:
+    trained, fresh = _mlp(seed=1), _mlp(seed=2)
+    trained.fit(np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32), epochs=2)
+    trained.save(tmp_path / name)
+    fresh.load(tmp_path / name)
+    for key, value in trained.get_weights().items():
+        np.testing.assert_array_equal(fresh.get_weights()[key], value)
+    x = np.random.default_rng(0).normal(size=(3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(fresh.predict(x), trained.predict(x))
+
+
+def test_npz_keeps_names(tmp_path: Path) -> None:
+    _mlp().save(tmp_path / "w.npz")
+    with np.load(tmp_path / "w.npz") as archive:
+        assert sorted(archive.files) == ["fc1:bias", "fc1:weight", "fc2:bias", "fc2:weight"]
+
+
+def test_bin_from_a_different_model_is_refused_with_sizes(tmp_path: Path) -> None:
+    _mlp(hidden=6).save(tmp_path / "other.bin")
+    model = _mlp(hidden=5)
+    before = model.get_weights()
+    with pytest.raises(ModelFileError, match=r"other\.bin: has 152 bytes but .* take 128 bytes"):
+        model.load(tmp_path / "other.bin")
+    for key, value in before.items():
+        np.testing.assert_array_equal(model.get_weights()[key], value)
+
+
+def test_bin_accepts_nntrainer_training_trailers(tmp_path: Path) -> None:
+    """NNTrainer in training mode appends epoch and iteration (uint32 each), and for Adam
+    the tag "adam" and the moment tensors before them; the weights come first."""
+    model = _mlp(seed=3)
+    model.save(tmp_path / "w.bin")
+    weights = (tmp_path / "w.bin").read_bytes()
+    counters = np.array([4, 100], dtype="<u4").tobytes()
+    adam = b"adam" + np.zeros(2 * 32, dtype="<f4").tobytes()
+    for trailer in (counters, adam + counters):
+        (tmp_path / "t.bin").write_bytes(weights + trailer)
+        other = _mlp(seed=4)
+        other.load(tmp_path / "t.bin")
+        np.testing.assert_array_equal(other.get_weights()["fc2:weight"], model.get_weights()["fc2:weight"])
+    (tmp_path / "junk.bin").write_bytes(weights + b"\1\2\3")
+    with pytest.raises(ModelFileError, match="different model"):
+        _mlp().load(tmp_path / "junk.bin")
+
+
+def test_npz_names_and_shapes_are_checked(tmp_path: Path) -> None:
+    shapes = {"fc:weight": (3, 2), "fc:bias": (2,)}
+    np.savez(tmp_path / "missing.npz", **{"fc:weight": np.zeros((3, 2))})
+    with pytest.raises(ModelFileError, match=r"missing \['fc:bias'\]"):
+        load_weights(tmp_path / "missing.npz", shapes)
+    np.savez(tmp_path / "extra.npz", **{"fc:weight": np.zeros((3, 2)), "fc:bias": np.zeros(2), "x": np.zeros(1)})
+    with pytest.raises(ModelFileError, match=r"not in this model \['x'\]"):
+        load_weights(tmp_path / "extra.npz", shapes)
+    np.savez(tmp_path / "shape.npz", **{"fc:weight": np.zeros((2, 3)), "fc:bias": np.zeros(2)})
+    with pytest.raises(ModelFileError, match=r"'fc:weight' has shape \(2, 3\) in the file, the model needs \(3, 2\)"):
+        load_weights(tmp_path / "shape.npz", shapes)
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelFileError, match="not a readable .npz"):
+        load_weights(tmp_path / "garbage.npz", shapes)
+
+
+def test_loading_a_missing_file_or_nan_weights_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="no such weights file"):
+        load_weights(tmp_path / "nope.bin", {"a": (1,)})
+    np.array([np.nan], dtype="<f4").tofile(tmp_path / "nan.bin")
+    with pytest.raises(ModelFileError, match="'a' has NaN"):
+        load_weights(tmp_path / "nan.bin", {"a": (1,)})
+
+
+def test_save_and_load_need_a_compiled_model(tmp_path: Path) -> None:
+    model = Model([L.Input(shape=(3,)), L.FullyConnected(unit=2)], "mse")
+    with pytest.raises(StateError, match="compile"):
+        model.save(tmp_path / "w.bin")
+    with pytest.raises(StateError, match="compile"):
+        model.load(tmp_path / "w.bin")
+
+
+def test_a_failed_save_keeps_the_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "w.bin"
+    target.write_bytes(b"previous")
+
+    def fail_midway(handle: object) -> None:
+        handle.write(b"partial")  # type: ignore[attr-defined]
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(SaveError, match=r"cannot save weights to .*w\.bin: No space left on device"):
+        atomic_write(target, fail_midway)
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.bin"]
+
+
+def test_interrupted_save_removes_its_temp_file(tmp_path: Path) -> None:
+    def interrupted(handle: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "w.bin", interrupted)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_paths_raise_save_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    for bad in (tmp_path / "file" / "w.bin", tmp_path):
+        with pytest.raises(SaveError, match="cannot save weights to"):
+            check_save_path(bad)
+        with pytest.raises(SaveError, match="cannot save weights to"):
+            save_weights(bad, {"a": np.zeros(1)})
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
+def test_read_only_directory_is_refused_and_old_file_kept(tmp_path: Path) -> None:
+    target = tmp_path / "ro" / "w.bin"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    target.parent.chmod(0o500)
+    try:
+        with pytest.raises(SaveError, match="Permission denied"):
+            check_save_path(target)
+        with pytest.raises(SaveError, match="Permission denied"):
+            save_weights(target, {"a": np.zeros(1)})
+        assert target.read_bytes() == b"old"
+    finally:
+        target.parent.chmod(0o700)
+
+
+def test_check_save_path_creates_missing_directories(tmp_path: Path) -> None:
+    target = check_save_path(tmp_path / "out" / "deep" / "w.bin")
+    assert target.parent.is_dir() and list(target.parent.iterdir()) == []
+
+
+def test_saving_non_finite_weights_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SaveError, match="'a' has NaN"):
+        save_weights(tmp_path / "w.bin", {"a": np.array([np.inf])})
+    assert not (tmp_path / "w.bin").exists()
