@@ -52,6 +52,12 @@ def _he_normal(shape: Shape, rng: np.random.Generator) -> NDArray[np.float64]:
     return rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
 
 
+def _lecun_uniform(shape: Shape, rng: np.random.Generator) -> NDArray[np.float64]:
+    fan_in, _ = fans(shape)
+    limit = math.sqrt(3.0 / fan_in)
+    return rng.uniform(-limit, limit, size=shape)
+
+
 def _lecun_normal(shape: Shape, rng: np.random.Generator) -> NDArray[np.float64]:
     fan_in, _ = fans(shape)
     return rng.normal(0.0, math.sqrt(1.0 / fan_in), size=shape)
@@ -70,6 +76,7 @@ INITIALIZERS: dict[str, Initializer] = {
     "xavier_normal": _xavier_normal,
     "he_uniform": _he_uniform,
     "he_normal": _he_normal,
+    "lecun_uniform": _lecun_uniform,
     "lecun_normal": _lecun_normal,
     "zeros": _zeros,
     "ones": _ones,
