@@ -158,6 +158,11 @@ def build_program(
         grad_inputs = (
             [derivative_name(p) for p in node.inputs] if derivative_needed(node) else []
         )
+        for port, name in zip(node.inputs, grad_inputs):
+            # a layer writes the derivative of every input; one whose producer needs none
+            # (an input fanned out to a trained and an untrained branch) is written, never read
+            if name not in tensors:
+                add(name, graph.shape_of(port), TensorKind.DERIVATIVE)
         bindings[node.name] = Binding(
             inputs=[output_name(p.node, p.index) for p in node.inputs],
             outputs=outputs,

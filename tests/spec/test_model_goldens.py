@@ -85,11 +85,10 @@ def _non_trainable_fc(idx: int) -> Build:
 
 def _add_operation() -> tuple[list[L.Layer], O.Optimizer]:
     """``out = x + fc(x)``: the input is read twice, so the graph adds a multiout node."""
-    addition = L.LAYER_TYPES["addition"]
     return [
         L.Input(shape=(2,), name="in"),
         L.FullyConnected(unit=2, name="fc", input_layers=["in"]),
-        addition(name="add_layer", input_layers=["in", "fc"]),
+        L.Addition(name="add_layer", input_layers=["in", "fc"]),
     ], O.SGD(0.1)
 
 
@@ -143,12 +142,6 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 
-def _missing_layer(name: str) -> str | None:
-    if name == "add_operation" and "addition" not in L.LAYER_TYPES:
-        return "edgetrain has no addition layer yet"
-    return None
-
-
 def run_golden(name: str, case: GoldenModel) -> None:
     iterations, tensors = read_model_golden(name)
     per_iteration = len(tensors) // iterations
@@ -188,9 +181,6 @@ def run_golden(name: str, case: GoldenModel) -> None:
 
 @pytest.mark.parametrize("name", sorted(GOLDENS))
 def test_model_golden(name: str) -> None:
-    reason = _missing_layer(name)
-    if reason:
-        pytest.skip(reason)
     run_golden(name, GOLDENS[name])
 
 
