@@ -1,0 +1,178 @@
+"""Conv2D: backward against finite differences, padding rules, shapes, errors, config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgetrain.errors import ConfigError, ShapeError
+from edgetrain.layers.base import StepKind
+from edgetrain.layers.conv2d import Conv2D
+from gradcheck import check_layer_gradients, make_context
+
+
+def direct_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[int, int],
+                pads: tuple[int, int, int, int], dilation: tuple[int, int]) -> np.ndarray:
+    """A deliberately naive convolution (loops over output pixels) as the oracle."""
+    top, bottom, left, right = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    f, _, kh, kw = w.shape
+    eh, ew = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    oh = (xp.shape[2] - eh) // stride[0] + 1
+    ow = (xp.shape[3] - ew) // stride[1] + 1
+    y = np.zeros((x.shape[0], f, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            r, c = i * stride[0], j * stride[1]
+            patch = xp[:, :, r : r + eh : dilation[0], c : c + ew : dilation[1]]
+            y[:, :, i, j] = np.einsum("nckl,fckl->nf", patch, w)
+    if b is not None:
+        y += b[None, :, None, None]
+    return y
+
+
+CASES: list[tuple[tuple[int, ...], dict[str, Any]]] = [
+    ((2, 3, 5, 5), {"filters": 2, "kernel_size": 3}),
+    ((2, 2, 6, 5), {"filters": 3, "kernel_size": (3, 2), "stride": 2, "padding": 1}),
+    ((1, 3, 4, 4), {"filters": 2, "kernel_size": 3, "stride": 2, "padding": "same"}),
+    ((2, 2, 7, 7), {"filters": 2, "kernel_size": 3, "stride": 2, "padding": "valid"}),
+    ((2, 2, 5, 6), {"filters": 2, "kernel_size": 2, "padding": "0,1,1,0"}),
+    ((1, 2, 9, 9), {"filters": 2, "kernel_size": 3, "dilation": 2, "padding": "same"}),
+    ((2, 3, 6, 7), {"filters": 4, "kernel_size": 1, "stride": (2, 3)}),
+    ((2, 2, 5, 5), {"filters": 3, "kernel_size": 2, "stride": 3, "bias": False}),
+    ((3, 1, 4, 4), {"filters": 1, "kernel_size": "2,2", "stride": "1", "padding": "1,1"}),
+]
+
+
+@pytest.mark.parametrize(("shape", "props"), CASES)
+def test_conv2d_backward_matches_finite_differences(shape: tuple[int, ...], props: dict[str, Any]) -> None:
+    check_layer_gradients(Conv2D(name="conv", **props), [shape])
+
+
+@pytest.mark.parametrize(("shape", "props"), CASES)
+def test_conv2d_forward_matches_direct_convolution(shape: tuple[int, ...], props: dict[str, Any]) -> None:
+    layer = Conv2D(name="conv", **props)
+    x = np.random.default_rng(1).normal(size=shape)
+    ctx = make_context(layer, [x])
+    layer.forward(ctx)
+    window = layer.window(shape[2], shape[3])
+    expected = direct_conv(x, ctx.weights["weight"], ctx.weights.get("bias"), layer.stride,
+                           window.pads, layer.dilation)
+    np.testing.assert_allclose(ctx.outputs[0], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_float32_stays_float32() -> None:
+    layer = Conv2D(filters=2, kernel_size=3, padding="same", name="conv")
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 5)).astype(np.float32)
+    ctx = make_context(layer, [x], dtype=np.float32)
+    layer.forward(ctx)
+    expected = direct_conv(x.astype(np.float64), ctx.weights["weight"].astype(np.float64),
+                           ctx.weights["bias"].astype(np.float64), (1, 1), (1, 1, 1, 1), (1, 1))
+    assert ctx.outputs[0].dtype == np.float32
+    np.testing.assert_allclose(ctx.outputs[0], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("padding", "size", "stride", "pads"),
+    [
+        ("same", 4, 2, (0, 1, 0, 1)),  # total 1: the extra cell goes bottom / right
+        ("same", 4, 1, (1, 1, 1, 1)),
+        ("same", 5, 2, (1, 1, 1, 1)),
+        ("valid", 7, 2, (0, 0, 0, 0)),
+        (2, 4, 1, (2, 2, 2, 2)),
+        ((1, 2), 4, 1, (1, 1, 2, 2)),
+        ("0,1,0,1", 4, 2, (0, 1, 0, 1)),
+        ("3", 4, 1, (3, 3, 3, 3)),
+    ],
+)
+def test_conv2d_padding_rules(padding: Any, size: int, stride: int, pads: tuple[int, ...]) -> None:
+    layer = Conv2D(filters=1, kernel_size=3, stride=stride, padding=padding)
+    assert layer.window(size, size).pads == pads
+
+
+def test_conv2d_same_keeps_ceil_of_size_over_stride() -> None:
+    for size in range(3, 10):
+        for stride in (1, 2, 3):
+            for dilation in (1, 2):
+                layer = Conv2D(filters=1, kernel_size=3, stride=stride, dilation=dilation,
+                               padding="same")
+                out = layer.setup([(1, 1, size, size + 1)]).output_shapes[0]
+                assert out[2:] == (-(-size // stride), -(-(size + 1) // stride))
+
+
+def test_conv2d_declares_weights_and_short_lived_scratch() -> None:
+    layer = Conv2D(filters=4, kernel_size=(3, 2), stride=2, padding=1, name="conv")
+    setup = layer.setup([(8, 3, 9, 10)])
+    assert setup.output_shapes == [(8, 4, 5, 6)]
+    assert [(w.name, w.shape) for w in setup.weights] == [("weight", (4, 3, 3, 2)), ("bias", (4,))]
+    lifetimes = {s.name: (s.shape, s.used_in) for s in setup.scratch}
+    assert lifetimes == {
+        "im2col": ((18, 30), frozenset({StepKind.FORWARD})),
+        "im2col_gradient": ((18, 30), frozenset({StepKind.CALC_GRADIENT})),
+        "col2im": ((18, 30), frozenset({StepKind.CALC_DERIVATIVE})),
+    }
+
+
+def test_conv2d_overwrites_stale_output_and_gradients() -> None:
+    layer = Conv2D(filters=2, kernel_size=2, name="conv")
+    x = np.random.default_rng(0).normal(size=(2, 2, 4, 4))
+    ctx = make_context(layer, [x])
+    layer.forward(ctx)
+    first = ctx.outputs[0].copy()
+    ctx.grad_outputs = [np.ones_like(first)]
+    ctx.grad_inputs = [np.full_like(x, 7.0)]
+    layer.calc_gradient(ctx)
+    grads = {k: v.copy() for k, v in ctx.gradients.items()}
+    layer.calc_derivative(ctx)
+    derivative = ctx.grad_inputs[0].copy()
+    ctx.outputs[0][...] = 99.0
+    for g in ctx.gradients.values():
+        g[...] = 5.0
+    ctx.grad_inputs[0][...] = -3.0
+    layer.forward(ctx)
+    layer.calc_gradient(ctx)
+    layer.calc_derivative(ctx)
+    np.testing.assert_array_equal(ctx.outputs[0], first)
+    for k, g in grads.items():
+        np.testing.assert_array_equal(ctx.gradients[k], g)
+    np.testing.assert_array_equal(ctx.grad_inputs[0], derivative)
+
+
+def test_conv2d_config_round_trips() -> None:
+    layer = Conv2D(filters="3", kernel_size="3,2", stride="2", padding="0,1,0,1",
+                   dilation="1,2", bias="false", name="conv")
+    assert layer.config()["padding"] == (0, 1, 0, 1)
+    assert layer.config()["bias"] is False
+    again = Conv2D(name="conv", **layer.config())
+    assert again.config() == layer.config()
+    assert Conv2D(filters=1, kernel_size=1, padding="1,2").config()["padding"] == (1, 2)
+    assert Conv2D(filters=1, kernel_size=1, padding="SAME").config()["padding"] == "same"
+
+
+@pytest.mark.parametrize(
+    ("props", "key"),
+    [
+        ({"filters": 0, "kernel_size": 3}, "filters"),
+        ({"filters": 2, "kernel_size": "3,x"}, "kernel_size"),
+        ({"filters": 2, "kernel_size": 3, "stride": 0}, "stride"),
+        ({"filters": 2, "kernel_size": 3, "padding": "full"}, "padding"),
+        ({"filters": 2, "kernel_size": 3, "padding": "1,2,3"}, "padding"),
+        ({"filters": 2, "kernel_size": 3, "padding": -1}, "padding"),
+        ({"filters": 2, "kernel_size": 3, "dilation": "0"}, "dilation"),
+        ({"filters": 2, "kernel_size": 3, "bias": "maybe"}, "bias"),
+    ],
+)
+def test_conv2d_rejects_bad_properties(props: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Conv2D(**props)
+    assert info.value.key == key
+
+
+def test_conv2d_shape_errors_name_layer_and_shape() -> None:
+    layer = Conv2D(filters=2, kernel_size=5, name="c1")
+    with pytest.raises(ShapeError, match=r"conv2d layer 'c1'.*\(1, 3, 4, 4\)"):
+        layer.setup([(1, 3, 4, 4)])
+    with pytest.raises(ShapeError, match=r"conv2d layer 'c1'.*\(2, 16\)"):
+        layer.setup([(2, 16)])
