@@ -12,6 +12,9 @@ from .conv2d import Conv2D
 from .embedding import Embedding
 from .pooling import Pooling2D
 from .reshape import Flatten, Reshape
+from .dropout import Dropout
+from .merge import Addition, Concat
+from .normalization import BatchNormalization, LayerNormalization
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.type_name: cls
@@ -26,6 +29,11 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         Flatten,
         Reshape,
         Embedding,
+        BatchNormalization,
+        LayerNormalization,
+        Dropout,
+        Addition,
+        Concat,
     )
 }
 
@@ -38,10 +46,15 @@ __all__ = [
     "Flatten",
     "Pooling2D",
     "Reshape",
+    "Addition",
+    "BatchNormalization",
+    "Concat",
+    "Dropout",
     "FullyConnected",
     "Input",
     "Layer",
     "LayerContext",
+    "LayerNormalization",
     "LayerSetup",
     "Multiout",
     "Operand",
