@@ -19,7 +19,7 @@ from .errors import ConfigError, ShapeError
 from .layers.base import Layer, LayerSetup
 from .layers.input import Input
 from .layers.multiout import Multiout
-from .losses import LossLayer
+from .losses import LossLayer, SigmoidCrossEntropy
 from .tensors import Shape, format_shape
 
 
@@ -68,17 +68,30 @@ class Graph:
 
 
 def assign_names(layers: Sequence[Layer]) -> None:
-    """Give unnamed layers ``<type><index>`` names and refuse duplicates."""
+    """Refuse duplicate names, then give unnamed layers ``<type><index>`` names that no
+    named layer uses (``_`` appended until free)."""
     seen: set[str] = set()
+    for layer in layers:
+        if layer.name is None:
+            continue
+        if layer.name in seen:
+            raise ConfigError(f"two layers are named '{layer.name}'; layer names must be unique")
+        seen.add(layer.name)
     for index, layer in enumerate(layers):
         if layer.name is None:
             candidate = f"{layer.type_name}{index}"
             while candidate in seen:
                 candidate += "_"
             layer.name = candidate
-        if layer.name in seen:
-            raise ConfigError(f"two layers are named '{layer.name}'; layer names must be unique")
-        seen.add(layer.name)
+            seen.add(candidate)
+
+
+def _check_generated_name(name: str, taken: set[str], why: str) -> None:
+    if name in taken:
+        raise ConfigError(
+            f"layer name '{name}' is reserved for the {why}; rename that layer"
+        )
+    taken.add(name)
 
 
 def _parse_port(text: str) -> Port:
@@ -120,12 +133,14 @@ def _realize_activations(nodes: list[Node]) -> tuple[list[Node], dict[str, str]]
 
     renamed: dict[str, str] = {}
     out: list[Node] = []
+    taken = {n.name for n in nodes}
     for node in nodes:
         out.append(node)
         kind = node.layer.activation
         if kind is None or kind == "none" or isinstance(node.layer, Activation):
             continue
         act_name = f"{node.name}/activation"
+        _check_generated_name(act_name, taken, f"activation of layer '{node.name}'")
         act = Activation(kind, name=act_name)
         act.trainable = node.layer.trainable
         out.append(Node(act_name, act, [Port(node.name)]))
@@ -147,6 +162,12 @@ def _attach_loss(nodes: list[Node], output: str, loss: LossLayer) -> list[Node]:
     by_name = {n.name: n for n in nodes}
     last = by_name[output]
     readers = [n for n in nodes if any(p.node == output for p in n.inputs)]
+    if (
+        loss.follows_activation
+        and isinstance(last.layer, Activation)
+        and last.layer.kind == SigmoidCrossEntropy.fuses_activation
+    ):
+        loss = SigmoidCrossEntropy()
     if (
         isinstance(last.layer, Activation)
         and last.layer.kind == loss.fuses_activation
@@ -193,6 +214,16 @@ def _toposort(nodes: list[Node]) -> list[Node]:
     return ordered
 
 
+def _source_name(by_name: dict[str, Node], port: Port) -> str:
+    """The user's layer behind a port: fan-out nodes are seen through; an output other
+    than the first is written ``name(i)``."""
+    node = by_name[port.node]
+    while isinstance(node.layer, Multiout):
+        port = node.inputs[0]
+        node = by_name[port.node]
+    return port.node if port.index == 0 else f"{port.node}({port.index})"
+
+
 def _infer_shapes(nodes: list[Node], batch_size: int) -> None:
     by_name = {n.name: n for n in nodes}
     for node in nodes:
@@ -212,7 +243,8 @@ def _infer_shapes(nodes: list[Node], batch_size: int) -> None:
             node.setup = node.layer.setup(in_shapes)
         except ShapeError as err:
             sources = ", ".join(
-                f"'{p.node}' gives {format_shape(s)}" for p, s in zip(node.inputs, in_shapes)
+                f"'{_source_name(by_name, p)}' gives {format_shape(s)}"
+                for p, s in zip(node.inputs, in_shapes)
             )
             raise ShapeError(f"{err} (inputs: {sources or 'none'})") from None
         node.consumers = [[] for _ in node.output_shapes]
@@ -225,6 +257,7 @@ def _insert_multiouts(nodes: list[Node]) -> list[Node]:
         for i, port in enumerate(node.inputs):
             readers.setdefault(port, []).append((node, i))
     out: list[Node] = []
+    taken = {n.name for n in nodes}
     for node in nodes:
         out.append(node)
         for index in sorted({p.index for p in readers if p.node == node.name}):
@@ -233,6 +266,7 @@ def _insert_multiouts(nodes: list[Node]) -> list[Node]:
             if len(reading) < 2:
                 continue
             name = f"{node.name}/multiout" if index == 0 else f"{node.name}/multiout{index}"
+            _check_generated_name(name, taken, f"fan-out of layer '{node.name}'")
             fan = Multiout(outputs=len(reading), name=name)
             fan.trainable = node.layer.trainable
             out.append(Node(name, fan, [port]))

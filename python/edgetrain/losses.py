@@ -24,6 +24,8 @@ class LossLayer(Layer):
     the loss is folded into it (NNTrainer's ``loss = cross`` after a softmax layer)."""
 
     fuses_activation: ClassVar[str | None] = None
+    #: NNTrainer's ``cross``: becomes the sigmoid form after a sigmoid activation
+    follows_activation: bool = False
 
     def setup(self, input_shapes: Sequence[Shape]) -> LayerSetup:
         self.expect_inputs(input_shapes, 1)
@@ -110,9 +112,13 @@ LOSSES: dict[str, type[LossLayer]] = {
 
 
 def make_loss(name: str) -> LossLayer:
-    """A loss layer from its name (edgetrain's or NNTrainer's spelling)."""
+    """A loss layer from its name (edgetrain's or NNTrainer's spelling). ``cross`` is
+    softmax cross entropy unless the graph finds a sigmoid before it (NNTrainer picks the
+    cross entropy by the activation it follows)."""
     key = name.strip().lower()
     if key not in LOSSES:
         known = ", ".join(sorted(LOSSES))
-        raise ConfigError(f"unknown loss {name!r} (known: {known})")
-    return LOSSES[key]()
+        raise ConfigError(f"unknown loss {name!r} (known: {known})", key="loss")
+    loss = LOSSES[key]()
+    loss.follows_activation = key == "cross"
+    return loss
