@@ -9,7 +9,7 @@ same numbers as unplanned training.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +27,15 @@ class TensorStore(Protocol):
     """Gives the array behind a tensor name."""
 
     def __getitem__(self, name: str) -> Array: ...
+
+
+@runtime_checkable
+class IterationObserver(Protocol):
+    """A store that wants to know where the iteration is (the arena's NaN poisoning)."""
+
+    def begin_iteration(self) -> None: ...
+
+    def end_step(self, order: int) -> None: ...
 
 
 class HeapStore:
@@ -113,11 +122,16 @@ class Executor:
         """One iteration: forward, then each layer's gradient, derivative and update."""
         if not self.program.training:
             raise AssertionError("train_step on an inference program")
+        observer = self.store if isinstance(self.store, IterationObserver) else None
+        if observer is not None:
+            observer.begin_iteration()
         self.load_batch(inputs, label)
         self.update_count += 1
         penalty = self.regularization_loss()
-        for step in self.program.steps:
+        for order, step in enumerate(self.program.steps):
             self.run_step(step, training=True, label=True, lr=lr)
+            if observer is not None:
+                observer.end_step(order)
         return self.loss() + penalty
 
     def regularization_loss(self) -> float:
@@ -133,10 +147,15 @@ class Executor:
 
     def forward(self, inputs: Sequence[Array], label: Array | None = None) -> Array:
         """Forward only, in inference mode; returns the output tensor (not a copy)."""
+        observer = self.store if isinstance(self.store, IterationObserver) else None
+        if observer is not None:
+            observer.begin_iteration()
         self.load_batch(inputs, label)
-        for step in self.program.steps:
+        for order, step in enumerate(self.program.steps):
             if step.kind is StepKind.FORWARD:
                 self.run_step(step, training=False, label=label is not None, lr=0.0)
+                if observer is not None:
+                    observer.end_step(order)
         return self.store[self.program.output]
 
     def loss(self) -> float:

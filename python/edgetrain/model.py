@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,14 +22,18 @@ from .data import (
     prepare_labels,
 )
 from .errors import ConfigError, DataError, StateError
-from .executor import Executor, HeapStore
+from .executor import Executor, HeapStore, TensorStore
 from .graph import Graph, build_graph
 from .initializers import initialize
 from .layers.base import Layer
 from .losses import LossLayer, MeanSquaredError, make_loss
+from .planning import ArenaStore, MemoryPlan, get_planner, plan_memory
 from .optimizers import SGD, Optimizer
 from .program import Program, build_program
 from .tensors import TensorKind, format_shape
+
+if TYPE_CHECKING:
+    from .ini import ModelDescription
 
 Array = NDArray[Any]
 
@@ -90,10 +94,31 @@ class Model:
         self.seed = 0
         self.dtype: np.dtype[Any] = np.dtype(np.float32)
         self.iteration = 0
+        self.planner: str | None = "greedy_by_size"
+        self.debug_poison = False
         self._weights: dict[str, Array] = {}
         self._train: Executor | None = None
         self._inference: dict[int, Executor] = {}
         self._graph: Graph | None = None
+        #: what the model file said, for models made by :meth:`from_ini`
+        self.description: ModelDescription | None = None
+
+    # -- model files -----------------------------------------------------------------
+
+    @classmethod
+    def from_ini(cls, path: str | os.PathLike[str]) -> Model:
+        """A model from an NNTrainer INI file (``spec/ini.md``); ``optimizer`` and
+        ``batch_size`` are the file's: ``compile(model.optimizer, model.batch_size)``."""
+        from .ini import load_model
+
+        return load_model(path)
+
+    def to_ini(self, path: str | os.PathLike[str]) -> None:
+        """Write the layers, loss, optimizer and schedule as an NNTrainer INI file,
+        atomically; ``Model.from_ini`` reads it back to the same model."""
+        from .ini import save_model
+
+        save_model(self, path)
 
     # -- compile -------------------------------------------------------------------
 
@@ -107,14 +132,24 @@ class Model:
         *,
         seed: int = 0,
         dtype: Any = np.float32,
+        planner: str | None = "greedy_by_size",
+        debug_poison: bool = False,
     ) -> None:
         """Build the graph and program for ``batch_size`` and initialise weights from
-        ``seed`` (kept when recompiling). Without an optimizer the model only infers."""
+        ``seed`` (kept when recompiling). Without an optimizer the model only infers.
+
+        ``planner`` lays every tensor out in one arena (``spec/planning.md``; None gives
+        each tensor its own array); ``debug_poison`` fills dead bytes with NaN after
+        every step, so a planning mistake shows up as a wrong number."""
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size <= 0:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if planner is not None:
+            get_planner(planner)
+        self.planner = planner
+        self.debug_poison = bool(debug_poison)
         self.optimizer = optimizer
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -133,9 +168,9 @@ class Model:
         self._inference = {}
         self._train = None
         if training:
-            self._train = self._executor(program)
+            self._train = self._executor(program, owns_weights=True)
         else:
-            self._inference[self.batch_size] = self._executor(program)
+            self._inference[self.batch_size] = self._executor(program, owns_weights=True)
 
     def _init_weights(self, program: Program) -> None:
         rng = np.random.default_rng(self.seed)
@@ -151,8 +186,21 @@ class Model:
                     fresh[name] = values.astype(self.dtype)
         self._weights = fresh
 
-    def _executor(self, program: Program) -> Executor:
-        store = HeapStore(program.tensors, shared=self._weights)
+    def _executor(self, program: Program, *, owns_weights: bool = False) -> Executor:
+        """An executor over a heap store, or over an arena when a planner is set. The
+        compiled program's arena holds the weights (``_weights`` become views into it);
+        other programs borrow them."""
+        store: TensorStore
+        if self.planner is None:
+            store = HeapStore(program.tensors, shared=self._weights)
+        elif owns_weights:
+            store = ArenaStore(program.tensors, plan_memory(program, self.planner), poison=self.debug_poison)
+            for name, values in self._weights.items():
+                np.copyto(store[name], values)
+                self._weights[name] = store[name]
+        else:
+            plan = plan_memory(program, self.planner, external=list(self._weights))
+            store = ArenaStore(program.tensors, plan, shared=self._weights, poison=self.debug_poison)
         rng = np.random.default_rng(self.seed + 1)
         return Executor(program, store, self.optimizer, rng)
 
@@ -178,6 +226,12 @@ class Model:
         if executor is None:
             raise StateError("the model is not compiled yet: call compile() first")
         return executor.program
+
+    def plan(self, planner: str | None = None) -> MemoryPlan:
+        """The memory plan of the compiled program (the training one when there is an
+        optimizer) with ``planner``, by default the one compiled with (greedy_by_size
+        when compiled without a planner)."""
+        return plan_memory(self.program, planner or self.planner or "greedy_by_size")
 
     def _classifies(self) -> bool:
         return self.loss_name is not None and not isinstance(self._new_loss(), MeanSquaredError)

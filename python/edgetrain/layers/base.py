@@ -144,6 +144,10 @@ class Layer(abc.ABC):
     derivative_in_place: bool = False
     #: the output is the input's bytes seen with another shape (flatten, reshape)
     output_is_view: bool = False
+    #: every ``grad_inputs[i]`` equals ``grad_outputs[0]`` (addition): the planner may hand
+    #: the incoming derivative's bytes to all inputs, so writing them must be a copy
+    #: that is harmless when source and target are the same bytes
+    derivative_passthrough: bool = False
     #: False where no derivative can flow to the inputs (integer ids of an embedding)
     has_derivative: bool = True
 
