@@ -277,7 +277,10 @@ class Model:
     def _step(self, trainer: Executor, inputs: Sequence[Array], labels: Array) -> float:
         assert self.optimizer is not None
         lr = self.optimizer.schedule.lr_at(self.iteration)
-        loss = trainer.train_step(inputs, labels, lr)
+        # a diverging run overflows inside the kernels first; it is reported below, once,
+        # as a DataError naming the iteration rather than as numpy warnings
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss = trainer.train_step(inputs, labels, lr)
         self.iteration += 1
         if not math.isfinite(loss):
             raise DataError(
