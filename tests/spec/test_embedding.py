@@ -78,3 +78,20 @@ def test_embedding_config_and_errors() -> None:
         layer.setup([(2, 3, 4)])
     with pytest.raises(ShapeError, match=r"\(2, 2, 1, 4\)"):
         layer.setup([(2, 2, 1, 4)])
+
+
+def test_embedding_matches_nntrainer_golden() -> None:
+    """``embedding_w32a32_single_batch`` (NNTrainer's ``record_single_embedding_fp32``, a
+    Keras Embedding(10, 10) on ids ``(1, 1, 1, 10)`` with incoming derivative 2): the table,
+    the ids, the output, the dense weight gradient, the table again, the ids again."""
+    from goldens import read_layer_golden
+
+    table, x, y, grad, _, _ = read_layer_golden("embedding_w32a32_single_batch")
+    layer = L.Embedding(in_dim="10", out_dim="10", name="emb")
+    ctx = make_context(layer, [x.reshape(1, 1, 1, 10)], {"weight": table.reshape(10, 10)},
+                       dtype=np.float32)
+    layer.forward(ctx)
+    np.testing.assert_array_equal(ctx.outputs[0].reshape(-1), y)
+    ctx.grad_outputs = [np.full((1, 1, 10, 10), 2.0, np.float32)]
+    layer.calc_gradient(ctx)
+    np.testing.assert_array_equal(ctx.gradients["weight"].reshape(-1), grad)
