@@ -35,7 +35,9 @@ class GoldenRun:
     expected: dict[str, list[Array]]
 
 
-def run_golden(layer: L.Layer, name: str, shapes: list[tuple[int, ...]], *, training: bool) -> GoldenRun:
+def run_golden(
+    layer: L.Layer, name: str, shapes: list[tuple[int, ...]], *, training: bool
+) -> GoldenRun:
     tensors = read_layer_golden(name)
     setup = layer.setup(shapes)
     specs = setup.weights
@@ -54,7 +56,9 @@ def run_golden(layer: L.Layer, name: str, shapes: list[tuple[int, ...]], *, trai
         parts[part] = []
         for count in counts:
             tensor = tensors[position]
-            assert tensor.size == count, f"{name}: {part} tensor {position} has {tensor.size}, want {count}"
+            assert tensor.size == count, (
+                f"{name}: {part} tensor {position} has {tensor.size}, want {count}"
+            )
             parts[part].append(tensor)
             position += 1
     assert position == len(tensors), f"{name}: {len(tensors) - position} tensors left over"
@@ -165,7 +169,9 @@ def test_concat_golden(name: str, axis: int, shapes: list[tuple[int, ...]]) -> N
 def test_dropout_golden_exact(name: str, rate: str, training: bool) -> None:
     """Cases whose values do not depend on the random mask must match exactly
     (``dropout_100`` was recorded with Keras' rate 0.9999: every element dropped)."""
-    run = run_golden(L.Dropout(dropout_rate=rate, name="dropout"), name, [(2, 3, 2, 3)], training=training)
+    run = run_golden(
+        L.Dropout(dropout_rate=rate, name="dropout"), name, [(2, 3, 2, 3)], training=training
+    )
     check_all(run, compare_backward=training)
 
 
@@ -176,7 +182,10 @@ def test_dropout_20_golden_matches_up_to_the_mask() -> None:
     We check that, and also what holds for any mask: kept elements are ``x / 0.8``, the
     derivative is ``2 / 0.8`` exactly where the output mask kept, and zero elsewhere."""
     run = run_golden(
-        L.Dropout(dropout_rate=0.2, name="dropout"), "dropout_20_training", [(2, 3, 2, 3)], training=True
+        L.Dropout(dropout_rate=0.2, name="dropout"),
+        "dropout_20_training",
+        [(2, 3, 2, 3)],
+        training=True,
     )
     x = run.ctx.inputs[0].reshape(-1)
     out = run.ctx.outputs[0].reshape(-1)
@@ -192,4 +201,6 @@ def test_dropout_20_golden_matches_up_to_the_mask() -> None:
     # the golden's own kept values follow the same rule
     golden_out = run.expected["outputs"][0]
     golden_kept = run.expected["derivatives"][0] != 0
-    np.testing.assert_allclose(golden_out[golden_kept], run.expected["inputs"][0][golden_kept] / 0.8, rtol=1e-6)
+    np.testing.assert_allclose(
+        golden_out[golden_kept], run.expected["inputs"][0][golden_kept] / 0.8, rtol=1e-6
+    )

@@ -70,7 +70,9 @@ def test_addition_needs_two_inputs() -> None:
         (-1, [(2, 3, 4), (2, 3, 1)]),
     ],
 )
-def test_concat_backward_matches_finite_differences(axis: int, shapes: list[tuple[int, ...]]) -> None:
+def test_concat_backward_matches_finite_differences(
+    axis: int, shapes: list[tuple[int, ...]]
+) -> None:
     layer = L.Concat(axis=axis, name="cat")
     check_layer_gradients(layer, shapes)
     rng = np.random.default_rng(2)

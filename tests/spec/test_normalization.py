@@ -69,7 +69,9 @@ def test_batch_normalization_training_updates_moving_statistics() -> None:
     mean = x.mean(axis=(0, 2, 3))
     var = x.var(axis=(0, 2, 3))  # biased, as NNTrainer and Keras
     np.testing.assert_allclose(ctx.weights["moving_mean"], 0.9 * old_mean + 0.1 * mean, rtol=1e-12)
-    np.testing.assert_allclose(ctx.weights["moving_variance"], 0.9 * old_var + 0.1 * var, rtol=1e-12)
+    np.testing.assert_allclose(
+        ctx.weights["moving_variance"], 0.9 * old_var + 0.1 * var, rtol=1e-12
+    )
     gamma, beta = ctx.weights["gamma"], ctx.weights["beta"]
     expected = (x - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-3)
     expected = expected * gamma[:, None, None] + beta[:, None, None]
@@ -83,10 +85,13 @@ def test_batch_normalization_inference_uses_moving_statistics() -> None:
     ctx = make_context(bn, [x], training=False)
     w = {k: v.copy() for k, v in ctx.weights.items()}
     bn.forward(ctx)
-    expected = (x - w["moving_mean"]) / np.sqrt(w["moving_variance"] + 1e-3) * w["gamma"] + w["beta"]
+    std = np.sqrt(w["moving_variance"] + 1e-3)
+    expected = (x - w["moving_mean"]) / std * w["gamma"] + w["beta"]
     np.testing.assert_allclose(ctx.outputs[0], expected, rtol=1e-12)
     for name, value in w.items():
-        np.testing.assert_array_equal(ctx.weights[name], value, err_msg=f"{name} changed in inference")
+        np.testing.assert_array_equal(
+            ctx.weights[name], value, err_msg=f"{name} changed in inference"
+        )
     # each sample alone gives the same output: no batch statistics
     single = make_context(bn, [x[:1]], weights={k: v.copy() for k, v in w.items()}, training=False)
     bn.forward(single)
@@ -109,9 +114,7 @@ def test_batch_normalization_converges_to_population_statistics() -> None:
 
 # -- layer normalization -----------------------------------------------------------------
 
-AXIS_SETS = [
-    combo for r in (1, 2, 3) for combo in itertools.combinations((1, 2, 3), r)
-]
+AXIS_SETS = [combo for r in (1, 2, 3) for combo in itertools.combinations((1, 2, 3), r)]
 
 
 @pytest.mark.parametrize("axes", AXIS_SETS, ids=lambda a: "_".join(map(str, a)))
@@ -133,7 +136,10 @@ def test_layer_normalization_forward_and_parameter_layout() -> None:
     ln = L.LayerNormalization(axis="3, 1", epsilon=1e-5, name="ln")
     setup = ln.setup([(2, 4, 2, 3)])
     assert [(w.name, w.shape) for w in setup.weights] == [("gamma", (4, 3)), ("beta", (4, 3))]
-    assert {s.name: s.shape for s in setup.scratch} == {"normalized": (2, 4, 2, 3), "inv_std": (2, 1, 2, 1)}
+    assert {s.name: s.shape for s in setup.scratch} == {
+        "normalized": (2, 4, 2, 3),
+        "inv_std": (2, 1, 2, 1),
+    }
     rng = np.random.default_rng(8)
     x = rng.normal(size=(2, 4, 2, 3))
     ctx = make_context(ln, [x])
@@ -142,7 +148,9 @@ def test_layer_normalization_forward_and_parameter_layout() -> None:
     var = x.var(axis=(1, 3), keepdims=True)
     gamma = ctx.weights["gamma"][None, :, None, :]
     beta = ctx.weights["beta"][None, :, None, :]
-    np.testing.assert_allclose(ctx.outputs[0], (x - mean) / np.sqrt(var + 1e-5) * gamma + beta, rtol=1e-10)
+    np.testing.assert_allclose(
+        ctx.outputs[0], (x - mean) / np.sqrt(var + 1e-5) * gamma + beta, rtol=1e-10
+    )
     # inference computes the same without touching the backward's scratch
     infer = make_context(ln, [x], weights=ctx.weights, training=False)
     ln.forward(infer)
@@ -180,7 +188,9 @@ def test_normalization_is_alias_safe(make: object, shape: tuple[int, ...]) -> No
     np.testing.assert_allclose(shared.outputs[0], plain.outputs[0], rtol=1e-12)
     np.testing.assert_allclose(shared.grad_inputs[0], plain.grad_inputs[0], rtol=1e-10, atol=1e-12)
     for name in plain.gradients:
-        np.testing.assert_allclose(shared.gradients[name], plain.gradients[name], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            shared.gradients[name], plain.gradients[name], rtol=1e-10, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize(("make", "shape"), NORMS)
@@ -194,14 +204,20 @@ def test_normalization_keeps_float32(make: object, shape: tuple[int, ...]) -> No
         layer.forward(ctx)
         ctx.grad_outputs, ctx.grad_inputs = [dy.astype(dtype)], [np.zeros(shape, dtype)]
         backward(layer, ctx)
-        assert all(a.dtype == dtype for a in (*ctx.outputs, *ctx.grad_inputs, *ctx.weights.values()))
+        assert all(
+            a.dtype == dtype for a in (*ctx.outputs, *ctx.grad_inputs, *ctx.weights.values())
+        )
         runs.append(ctx)
-    for a, b in zip((*runs[0].outputs, *runs[0].grad_inputs), (*runs[1].outputs, *runs[1].grad_inputs)):
+    for a, b in zip(
+        (*runs[0].outputs, *runs[0].grad_inputs), (*runs[1].outputs, *runs[1].grad_inputs)
+    ):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_properties_accept_model_file_strings_and_round_trip() -> None:
-    bn = L.BatchNormalization(epsilon="0.01", momentum="0.9", axis="1", gamma_initializer="Zeros", name="bn")
+    bn = L.BatchNormalization(
+        epsilon="0.01", momentum="0.9", axis="1", gamma_initializer="Zeros", name="bn"
+    )
     assert (bn.epsilon, bn.momentum, bn.axis, bn.gamma_initializer) == (0.01, 0.9, 1, "zeros")
     assert L.BatchNormalization(**bn.config()).config() == bn.config()
     ln = L.LayerNormalization(axis="1, 2", epsilon="1e-3", name="ln")
@@ -225,6 +241,7 @@ def test_properties_accept_model_file_strings_and_round_trip() -> None:
         (lambda: L.LayerNormalization(axis="1, y"), "axis"),
         (lambda: L.LayerNormalization(axis=[]), "axis"),
         (lambda: L.LayerNormalization(epsilon=-1), "epsilon"),
+        (lambda: L.LayerNormalization(epsilon="inf"), "epsilon"),
     ],
 )
 def test_bad_properties_name_the_key(make: object, key: str) -> None:

@@ -56,7 +56,9 @@ class BatchNormalization(Layer):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        self.epsilon = float_in_range(epsilon, "epsilon", low=0.0, high=float("inf"), low_open=True)
+        self.epsilon = float_in_range(
+            epsilon, "epsilon", low=0.0, high=float("inf"), low_open=True, high_open=True
+        )
         self.momentum = float_in_range(momentum, "momentum", low=0.0, high=1.0)
         self.axis = axis_value(axis)
         self.moving_mean_initializer = check_initializer(
@@ -124,7 +126,8 @@ class BatchNormalization(Layer):
         w = ctx.weights
         gamma, beta = w["gamma"].reshape(channel), w["beta"].reshape(channel)
         if not ctx.training:
-            scale = gamma / np.sqrt(w["moving_variance"] + x.dtype.type(self.epsilon)).reshape(channel)
+            std = np.sqrt(w["moving_variance"] + x.dtype.type(self.epsilon))
+            scale = gamma / std.reshape(channel)
             np.subtract(x, w["moving_mean"].reshape(channel), out=y)
             y *= scale
             y += beta
@@ -188,7 +191,9 @@ class LayerNormalization(Layer):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        self.epsilon = float_in_range(epsilon, "epsilon", low=0.0, high=float("inf"), low_open=True)
+        self.epsilon = float_in_range(
+            epsilon, "epsilon", low=0.0, high=float("inf"), low_open=True, high_open=True
+        )
         self.axis = axis_list(axis)
         self.gamma_initializer = check_initializer(gamma_initializer, "gamma_initializer")
         self.beta_initializer = check_initializer(beta_initializer, "beta_initializer")
