@@ -69,7 +69,8 @@ class TensorUsage:
         return self.first <= order <= self.last
 
 
-def _operand_tensors(binding: Binding, operands: frozenset[Operand]) -> list[str]:
+def operand_tensors(binding: Binding, operands: frozenset[Operand]) -> list[str]:
+    """The tensor names of a binding that ``operands`` stand for."""
     names: list[str] = []
     if Operand.INPUTS in operands:
         names += binding.inputs
@@ -118,7 +119,7 @@ def step_accesses(program: Program, step: Step) -> Iterator[tuple[str, Access]]:
             for state in binding.optimizer_state[weight].values():
                 yield state, Access.WRITE
     else:
-        for name in binding.grad_outputs + _operand_tensors(binding, backward_uses(layer, step.kind)):
+        for name in binding.grad_outputs + operand_tensors(binding, backward_uses(layer, step.kind)):
             yield name, Access.READ
         kept = _kept_scratch(program, step)
         for name in scratch:
