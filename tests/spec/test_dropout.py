@@ -50,6 +50,7 @@ def test_dropout_inference_is_the_identity() -> None:
     layer = L.Dropout(dropout_rate=0.9, name="drop")
     x = np.random.default_rng(2).normal(size=(3, 5))
     ctx = make_context(layer, [x], training=False)
+    ctx.scratch = {}  # the mask is only for training
     layer.forward(ctx)
     np.testing.assert_array_equal(ctx.outputs[0], x)
     ctx.outputs = ctx.inputs  # in place

@@ -241,15 +241,15 @@ class LayerNormalization(Layer):
         )
 
     def forward(self, ctx: LayerContext) -> None:
-        """In inference the output buffer is the working space, so ``normalized`` (only
-        the backward needs it) is left untouched."""
+        """In inference no scratch is touched (only the backward needs it): the output
+        buffer is the working space and the per-sample ``inv_std`` a small temporary."""
         x, y = ctx.inputs[0], ctx.outputs[0]
         axes = self.normalized_axes(x.shape)
         param = _keep_only(x.shape, axes)
-        inv_std = ctx.scratch["inv_std"]
-        x_hat = ctx.scratch["normalized"] if ctx.training else y
         mean = np.mean(x, axis=axes, keepdims=True)
+        x_hat = ctx.scratch["normalized"] if ctx.training else y
         np.subtract(x, mean, out=x_hat)
+        inv_std = ctx.scratch["inv_std"] if ctx.training else np.empty_like(mean)
         np.mean(np.square(x_hat), axis=axes, keepdims=True, out=inv_std)
         inv_std += x.dtype.type(self.epsilon)
         np.sqrt(inv_std, out=inv_std)
