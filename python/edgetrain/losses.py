@@ -56,7 +56,8 @@ class MeanSquaredError(LossLayer):
 
 class SoftmaxCrossEntropy(LossLayer):
     """Softmax over the last axis, then cross entropy summed over classes and averaged over
-    the batch; the derivative with respect to the logits is ``(p - t) / batch``."""
+    the batch; the derivative with respect to the logits is ``(p * sum(t) - t) / batch``
+    (``sum`` over the classes), which is ``(p - t) / batch`` for labels that sum to 1."""
 
     type_name = "cross_entropy"
     derivative_reads = frozenset({Operand.OUTPUTS})
@@ -74,7 +75,10 @@ class SoftmaxCrossEntropy(LossLayer):
     def calc_derivative(self, ctx: LayerContext) -> None:
         assert ctx.label is not None
         p = ctx.outputs[0]
-        ctx.grad_inputs[0][...] = (p - ctx.label) / p.dtype.type(p.shape[0])
+        t = ctx.label
+        ctx.grad_inputs[0][...] = (p * np.sum(t, axis=-1, keepdims=True) - t) / p.dtype.type(
+            p.shape[0]
+        )
 
 
 class SigmoidCrossEntropy(LossLayer):

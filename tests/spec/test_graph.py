@@ -280,14 +280,16 @@ def test_frozen_branch_gradients() -> None:
 @pytest.mark.parametrize(("loss", "activation"), [("cross_entropy", "softmax"),
                                                    ("cross_entropy_sigmoid", "sigmoid"),
                                                    ("cross", "sigmoid")])
-def test_fused_loss_gradients(loss: str, activation: str) -> None:
+@pytest.mark.parametrize("soft", [False, True])
+def test_fused_loss_gradients(loss: str, activation: str, soft: bool) -> None:
     def build() -> list[L.Layer]:
         return [
             L.Input(shape=(3,), name="in"),
             L.FullyConnected(unit=4, name="fc", activation=activation),
         ]
 
-    labels = np.eye(4)[RNG.integers(0, 4, size=5)]
+    # soft labels need not sum to 1 (two right classes, label smoothing gone wrong)
+    labels = RNG.uniform(size=(5, 4)) if soft else np.eye(4)[RNG.integers(0, 4, size=5)]
     _loss_gradient_check(build, loss, [RNG.normal(size=(5, 3))], labels)
 
 
