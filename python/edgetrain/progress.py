@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -25,7 +25,7 @@ class ProgressBar:
     def __init__(self, *, file: TextIO | None = None, disable: bool = False) -> None:
         self.file = file if file is not None else sys.stderr
         self.disable = disable
-        self._bar: tqdm[None] | None = None
+        self._bar: tqdm[Any] | None = None
 
     def __call__(self, step: EpochProgress) -> None:
         if step.batch == 0:

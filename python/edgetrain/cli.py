@@ -1,0 +1,272 @@
+"""The ``edgetrain`` command: one function per subcommand, each registered in ``COMMANDS``.
+
+A new subcommand is a function ``run(args) -> exit code`` decorated with
+:func:`command`, which also names a function adding its arguments. Errors edgetrain raises
+on purpose (:class:`EdgetrainError`) are printed as one line on stderr with exit code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .data import ArrayDataset, Dataset, split_dataset
+from .datasets import NAMED_DATASETS, RawFileDataset, load_named
+from .errors import ConfigError, DataError, EdgetrainError
+from .model import Model
+from .progress import MemoryWatch, ProgressBar
+from .weights_io import check_save_path
+
+Run = Callable[[argparse.Namespace], int]
+EXIT_ERROR = 2
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its name and help, how it adds its arguments, and what it runs."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Run
+
+
+#: every subcommand, in the order ``edgetrain --help`` lists them
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None]) -> Callable[[Run], Run]:
+    """Register the decorated function as subcommand ``name``."""
+
+    def register(run: Run) -> Run:
+        COMMANDS[name] = Command(name, help, arguments, run)
+        return run
+
+    return register
+
+
+# -- argument types ------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="model file in NNTrainer's INI syntax")
+
+
+# -- summary -----------------------------------------------------------------------------
+
+
+def _summary_arguments(parser: argparse.ArgumentParser) -> None:
+    _model_argument(parser)
+    parser.add_argument("--batch-size", type=_positive_int, help="batch size (default: the model file's)")
+
+
+@command("summary", "print the layers, their output shapes and parameter counts", _summary_arguments)
+def summary(args: argparse.Namespace) -> int:
+    setup = open_model_file(args.model, batch_size=args.batch_size)
+    print(setup.model.summary())
+    return 0
+
+
+# -- train -------------------------------------------------------------------------------
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    _model_argument(parser)
+    parser.add_argument(
+        "--data",
+        help=(
+            f"training data: a built-in data set ({', '.join(sorted(NAMED_DATASETS))}) or "
+            "an NNTrainer raw float file (default: the model file's data section)"
+        ),
+    )
+    parser.add_argument("--epochs", type=_positive_int, help="epochs (default: the model file's)")
+    parser.add_argument("--batch-size", type=_positive_int, help="batch size (default: the model file's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and splits")
+    parser.add_argument("--save", type=Path, help="write the trained weights here (.bin or .npz)")
+    parser.add_argument(
+        "--validation-split",
+        type=_fraction,
+        help="fraction held out for validation (default 0.2, or the model file's "
+        "validation data; 0 turns validation off)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("train", "train a model file on data, report accuracy and memory, save weights", _train_arguments)
+def train(args: argparse.Namespace) -> int:
+    setup = open_model_file(args.model, batch_size=args.batch_size, seed=args.seed, training=True)
+    save = args.save if args.save is not None else setup.save_path
+    if save is not None:
+        check_save_path(save)
+    model = setup.model
+    epochs = args.epochs or setup.epochs
+    train_data, valid_data = _training_data(args, setup)
+    print(
+        f"training {args.model.name}: {len(train_data)} samples"
+        + (f", {len(valid_data)} for validation" if valid_data is not None else "")
+        + f", batch size {model.batch_size}, {epochs} epoch(s)"
+    )
+    bar = ProgressBar(disable=args.quiet)
+    watch = MemoryWatch.start()
+    start = time.perf_counter()
+    try:
+        history = model.fit(
+            train_data,
+            epochs=epochs,
+            validation_data=valid_data,
+            progress=bar,
+            on_epoch=lambda epoch, metrics: print(f"epoch {epoch + 1}/{epochs}  {_metrics(metrics)}"),
+        )
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    trained = len(history.loss) * (len(train_data) // model.batch_size) * model.batch_size
+    print(f"trained {len(history.loss)} epoch(s) in {seconds:.1f} s ({trained / seconds:,.0f} samples/s)")
+    if valid_data is not None:
+        final = {k: v for k, v in history.latest().items() if k.startswith("val_")}
+        print(f"validation ({len(valid_data)} samples): {_metrics(final)}")
+    print(watch.report())
+    if save is not None:
+        model.save(save)
+        print(f"saved weights to {save}")
+    return 0
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    return "  ".join(
+        f"{name} {value:.2%}" if name.endswith("accuracy") else f"{name} {value:.4f}"
+        for name, value in metrics.items()
+    )
+
+
+def _training_data(args: argparse.Namespace, setup: ModelFileSetup) -> tuple[Dataset, Dataset | None]:
+    """(training, validation) data from ``--data`` or the model file, split as asked."""
+    model = setup.model
+    valid: Dataset | None = None
+    if args.data is not None:
+        data = _named_or_raw(args.data, model)
+    elif setup.train_data is not None:
+        data = _raw(setup.train_data, model)
+        if setup.valid_data is not None and args.validation_split is None:
+            valid = _raw(setup.valid_data, model)
+    else:
+        raise ConfigError(
+            f"{args.model}: no training data: give --data (a raw data file or one of "
+            f"{sorted(NAMED_DATASETS)}) or a train data file in the model file"
+        )
+    split = args.validation_split
+    if valid is None:
+        split = 0.2 if split is None else split
+        if split > 0:
+            return split_dataset(data, split, seed=args.seed)
+    return data, valid
+
+
+def _named_or_raw(text: str, model: Model) -> Dataset:
+    if text in NAMED_DATASETS:
+        x, y = load_named(text)
+        return ArrayDataset([x], y)
+    path = Path(text)
+    if not path.exists():
+        raise DataError(
+            f"--data {text}: no such file, and not a built-in data set ({', '.join(sorted(NAMED_DATASETS))})"
+        )
+    return _raw(path, model)
+
+
+def _raw(path: Path, model: Model) -> RawFileDataset:
+    """A raw data file laid out for the model's inputs and output."""
+    inputs = [n.output_shapes[0][1:] for n in model.graph.input_nodes()]
+    output = model.program.tensors[model.program.output].shape[1:]
+    return RawFileDataset(path, inputs, output)
+
+
+# -- model files ---------------------------------------------------------------------------
+
+
+@dataclass
+class ModelFileSetup:
+    """A compiled model from a model file, and the training settings the file gives."""
+
+    model: Model
+    epochs: int
+    save_path: Path | None
+    train_data: Path | None
+    valid_data: Path | None
+
+
+def open_model_file(
+    path: Path, *, batch_size: int | None = None, seed: int = 0, training: bool = False
+) -> ModelFileSetup:
+    """Read a model file and compile it (for training when ``training``)."""
+    model = Model.from_ini(path)
+    description = model.description
+    assert description is not None
+    if training and description.optimizer is None:
+        raise ConfigError(f"{path}: training needs an optimizer: add an [Optimizer] section")
+    model.compile(
+        description.optimizer if training else None,
+        batch_size=batch_size or description.batch_size,
+        seed=seed,
+    )
+    return ModelFileSetup(
+        model, description.epochs, description.save_path, description.data.train, description.data.valid
+    )
+
+
+# -- entry point ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="edgetrain",
+        description="Train neural networks on the device, with every byte planned ahead.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgetrain {__version__}")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for cmd in COMMANDS.values():
+        sub = subcommands.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.arguments(sub)
+        sub.set_defaults(run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 2 for a usage or input error)."""
+    args = build_parser().parse_args(argv)
+    run: Run = args.run
+    try:
+        return run(args)
+    except EdgetrainError as err:
+        print(f"edgetrain: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("edgetrain: interrupted", file=sys.stderr)
+        return 130
