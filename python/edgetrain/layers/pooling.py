@@ -25,7 +25,8 @@ from .window import (
     padding_config,
     parse_padding_2d,
     resolve_window,
-    window_taps,
+    tap,
+    unpad_map,
 )
 
 POOLING_TYPES = ("max", "average", "global_max", "global_average")
@@ -152,15 +153,20 @@ class Pooling2D(Layer):
 def _max_forward(x: Array, window: Window, y: Array, argmax: Array) -> None:
     """``y`` = the largest real cell of every window; ``argmax`` = its flat position
     ``h * W + w`` in the input map (the first one in row-major order on ties)."""
-    n, c, _, width = x.shape
-    (kh, kw), (oh, ow) = window.kernel, window.output
+    width = x.shape[3]
+    kw = window.kernel[1]
+    (oh, ow), (sh, sw) = window.output, window.stride
     top, _, left, _ = window.pads
-    taps = window_taps(pad_map(x, window.pads, -np.inf), window)
-    flat = taps.reshape(n, c, oh, ow, kh * kw)
-    position = np.argmax(flat, axis=-1)
-    y[...] = np.take_along_axis(flat, position[..., None], axis=-1)[..., 0]
-    rows = np.arange(oh)[:, None] * window.stride[0] - top + position // kw
-    columns = np.arange(ow)[None, :] * window.stride[1] - left + position % kw
+    padded = pad_map(x, window.pads, -np.inf)
+    y[...] = tap(padded, window, 0, 0)
+    argmax[...] = 0  # the winning tap i * kw + j for now
+    for index in range(1, window.taps):
+        candidate = tap(padded, window, index // kw, index % kw)
+        larger = candidate > y  # strictly: an equal later tap does not win
+        np.copyto(y, candidate, where=larger)
+        np.copyto(argmax, index, where=larger)
+    rows = np.arange(oh)[:, None] * sh - top + argmax // kw
+    columns = np.arange(ow)[None, :] * sw - left + argmax % kw
     argmax[...] = rows * width + columns
 
 
@@ -191,20 +197,17 @@ def _cell_counts(window: Window, dtype: np.dtype[Any]) -> Array:
 
 def _average_forward(x: Array, window: Window, y: Array) -> None:
     """``y`` = sum of the real cells of every window / their number."""
-    taps = window_taps(pad_map(x, window.pads), window)
-    np.sum(taps, axis=(-2, -1), out=y)
+    padded = pad_map(x, window.pads)
+    y[...] = 0
+    for index in range(window.taps):
+        y += tap(padded, window, index // window.kernel[1], index % window.kernel[1])
     y /= _cell_counts(window, y.dtype)
 
 
 def _average_backward(dy: Array, window: Window, dx: Array) -> None:
     """Spread each output's derivative evenly over the real cells of its window."""
-    n, c, height, width = dx.shape
-    (kh, kw), (oh, ow) = window.kernel, window.output
-    (sh, sw) = window.stride
-    top, _, left, _ = window.pads
     share = dy / _cell_counts(window, dx.dtype)
-    padded = np.zeros((n, c, *window.padded), dtype=dx.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            padded[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw] += share
-    dx[...] = padded[:, :, top : top + height, left : left + width]
+    padded = np.zeros((*dx.shape[:2], *window.padded), dtype=dx.dtype)
+    for index in range(window.taps):
+        tap(padded, window, index // window.kernel[1], index % window.kernel[1])[...] += share
+    dx[...] = unpad_map(padded, window)

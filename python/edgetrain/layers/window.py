@@ -167,6 +167,17 @@ def window_taps(padded: Array, window: Window) -> Array:
     return taps
 
 
+def tap(padded: Array, window: Window, i: int, j: int) -> Array:
+    """Kernel tap ``(i, j)`` of every window of a padded map ``(..., Hp, Wp)``, as a strided
+    view ``(..., OH, OW)``: element ``[.., oh, ow]`` is ``padded[.., oh * sh + i * dh,
+    ow * sw + j * dw]``. Writing through it reaches ``padded``."""
+    (sh, sw), (dh, dw) = window.stride, window.dilation
+    oh, ow = window.output
+    rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+    columns = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+    return padded[..., rows, columns]
+
+
 def im2col(x: Array, window: Window, out: Array) -> None:
     """Write the column matrix of one sample ``x (C, H, W)`` into ``out (C*kh*kw, OH*OW)``:
     row ``(c, i, j)`` (the weight's ``(in, kh, kw)`` order), column ``(oh, ow)``; padded
@@ -182,13 +193,16 @@ def col2im(cols: Array, window: Window, out: Array) -> None:
     was read from, writing ``out (C, H, W)``; entries read from padding are dropped."""
     channels = out.shape[0]
     (kh, kw), (oh, ow) = window.kernel, window.output
-    (sh, sw), (dh, dw) = window.stride, window.dilation
-    top, _, left, _ = window.pads
     padded = np.zeros((channels, *window.padded), dtype=out.dtype)
     taps = cols.reshape(channels, kh, kw, oh, ow)
     for i in range(kh):
         for j in range(kw):
-            rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
-            columns = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
-            padded[:, rows, columns] += taps[:, i, j]
-    out[...] = padded[:, top : top + window.height, left : left + window.width]
+            tap(padded, window, i, j)[...] += taps[:, i, j]
+    out[...] = unpad_map(padded, window)
+
+
+def unpad_map(padded: Array, window: Window) -> Array:
+    """The input-sized centre of a padded map ``(..., Hp, Wp)`` (a view)."""
+    top, _, left, _ = window.pads
+    centre: Array = padded[..., top : top + window.height, left : left + window.width]
+    return centre
