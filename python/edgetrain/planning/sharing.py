@@ -9,8 +9,10 @@ writes it, and only when the rule's safety condition holds at that step (reasons
   input's bytes with another shape; nothing is overwritten.
 * ``in_place``: a layer with ``supports_in_place`` computes its output over its input
   when no tensor of the input's buffer is used after this forward step.
-* ``derivative_in_place``: a layer with ``derivative_in_place`` writes ``grad_inputs[0]``
-  over ``grad_outputs[0]`` when no tensor of that buffer is used after this step.
+* ``derivative_in_place``: a layer with ``derivative_in_place`` (or ``output_is_view``,
+  whose derivative is the incoming one seen with the input's shape) writes
+  ``grad_inputs[0]`` over ``grad_outputs[0]`` when no tensor of that buffer is used
+  after this step.
 * ``derivative_passthrough``: a layer with ``derivative_passthrough`` (addition) hands
   the incoming derivative to every input unchanged, so all of them are its bytes.
 
@@ -131,7 +133,7 @@ def find_sharing(program: Program, usage: Mapping[str, TensorUsage]) -> list[Sha
                 for outgoing in binding.grad_inputs:
                     if _compatible(usage, outgoing, incoming, order):
                         share(outgoing, incoming, SharingRule.DERIVATIVE_PASSTHROUGH, order)
-            elif layer.derivative_in_place:
+            elif layer.derivative_in_place or layer.output_is_view:
                 outgoing = binding.grad_inputs[0]
                 if _compatible(usage, outgoing, incoming, order) and groups.last_use(incoming) <= order:
                     share(outgoing, incoming, SharingRule.DERIVATIVE_IN_PLACE, order)
