@@ -10,7 +10,8 @@ then per iteration compares the parameters (from iteration 1 on) and the output.
 accepts ``|a - b| <= 1e-5`` element-wise (``Tensor::epsilon``) and otherwise falls back to
 ``mse <= 10 - 4`` (a typo for 1e-4 that accepts an MSE up to 6); we use only the strict
 element-wise bound. The model definitions are NNTrainer's
-``test/unittest/models/unittest_models.cpp`` and ``unittest_models_multiout.cpp``.
+``test/unittest/models/unittest_models.cpp`` and ``unittest_models_multiout.cpp``; the
+loss each iteration is checked too (recomputed from the golden output and label).
 """
 
 from __future__ import annotations
@@ -92,6 +93,56 @@ def _add_operation() -> tuple[list[L.Layer], O.Optimizer]:
     ], O.SGD(0.1)
 
 
+def _one_to_one() -> tuple[list[L.Layer], O.Optimizer]:
+    """fc -> split a (width) -> b = a(0) + a(1)."""
+    return [
+        L.Input(shape=(1, 1, 3), name="in"),
+        L.FullyConnected(unit=2, name="fc"),
+        L.Split(name="a", input_layers=["fc"], axis=3),
+        L.Addition(name="b", input_layers=["a(0)", "a(1)"]),
+    ], O.SGD(0.1)
+
+
+def _one_to_many() -> tuple[list[L.Layer], O.Optimizer]:
+    """Every split output read twice or more: b = a0 + a1, c = a0 + a1, d = b + c + a2."""
+    return [
+        L.Input(shape=(1, 1, 2), name="in"),
+        L.FullyConnected(unit=3, name="fc"),
+        L.Split(name="a", input_layers=["fc"], axis=3),
+        L.Addition(name="b", input_layers=["a(0)", "a(1)"]),
+        L.Addition(name="c", input_layers=["a(0)", "a(1)"]),
+        L.Addition(name="d", input_layers=["b", "c", "a(2)"]),
+    ], O.SGD(0.1)
+
+
+def _split_and_join() -> tuple[list[L.Layer], O.Optimizer]:
+    """fc -> split a; c = fc(a(1)) listed before b = fc(a(0)); d = b + c."""
+    return [
+        L.Input(shape=(1, 1, 3), name="in"),
+        L.FullyConnected(unit=2, name="fc"),
+        L.Split(name="a", input_layers=["fc"], axis=3),
+        L.FullyConnected(unit=3, name="c", input_layers=["a(1)"]),
+        L.FullyConnected(unit=3, name="b", input_layers=["a(0)"]),
+        L.Addition(name="d", input_layers=["b", "c"]),
+    ], O.SGD(0.1)
+
+
+def _split_conv(axis: int, number: int) -> Build:
+    """1x1 conv2d (3 filters) on 3:4:5 -> split -> the sum of all parts."""
+
+    def build() -> tuple[list[L.Layer], O.Optimizer]:
+        return [
+            L.Input(shape=(3, 4, 5), name="in"),
+            L.Conv2D(name="conv", filters=3, kernel_size=(1, 1)),
+            L.Split(name="split", input_layers=["conv"], axis=axis, split_number=number),
+            L.Addition(name="add", input_layers=[f"split({i})" for i in range(number)]),
+        ], O.SGD(0.1)
+
+    return build
+
+
+_CONV_WEIGHTS = (("conv:weight", (3, 3, 1, 1)), ("conv:bias", (3,)))
+
 _NON_TRAINABLE_WEIGHTS = _fc_weights(("fc1", 3, 10), ("fc2", 10, 10), ("fc3", 10, 2))
 
 GOLDENS: dict[str, GoldenModel] = {
@@ -121,18 +172,20 @@ GOLDENS: dict[str, GoldenModel] = {
         for i in (1, 2, 3)
     },
     "add_operation": GoldenModel(_add_operation, 1, (2,), (2,), _fc_weights(("fc", 2, 2))),
+    "one_to_one": GoldenModel(_one_to_one, 5, (1, 1, 3), (1, 1, 1), _fc_weights(("fc", 3, 2))),
+    "one_to_many": GoldenModel(_one_to_many, 5, (1, 1, 2), (1, 1, 1), _fc_weights(("fc", 2, 3))),
+    # torch's parameter order: fc, fc1 (reads a0, NNTrainer's b), fc2 (reads a1, c)
+    "split_and_join": GoldenModel(
+        _split_and_join, 5, (1, 1, 3), (1, 1, 3), _fc_weights(("fc", 3, 2), ("b", 1, 3), ("c", 1, 3))
+    ),
+    "split_axis3_split_number5": GoldenModel(_split_conv(3, 5), 2, (3, 4, 5), (3, 4, 1), _CONV_WEIGHTS),
+    "split_axis2_split_number4": GoldenModel(_split_conv(2, 4), 2, (3, 4, 5), (3, 1, 5), _CONV_WEIGHTS),
+    "split_axis2_split_number2": GoldenModel(_split_conv(2, 2), 2, (3, 4, 5), (3, 2, 5), _CONV_WEIGHTS),
 }
 
-_NO_SPLIT = "edgetrain has no split layer (NNTrainer's `split`, one output per slice)"
 UNSUPPORTED: dict[str, str] = {
-    "one_to_one": _NO_SPLIT,
-    "one_to_many": _NO_SPLIT,
-    "split_and_join": _NO_SPLIT,
-    "split_and_join_dangle": _NO_SPLIT
-    + "; it also shares one fc's weights between two layers (shared_from)",
-    "split_axis2_split_number2": _NO_SPLIT + " (after a 1x1 conv2d)",
-    "split_axis2_split_number4": _NO_SPLIT + " (after a 1x1 conv2d)",
-    "split_axis3_split_number5": _NO_SPLIT + " (after a 1x1 conv2d)",
+    "split_and_join_dangle": "two fully-connected layers share one weight (shared_from), "
+    "which edgetrain does not support",
     "fc_unroll_single": "recurrent unrolling with weights shared between time steps "
     "(shared_from) and the constant_derivative loss are not supported",
     "fc_unroll_stacked": "recurrent realizer (unroll_for, recurrent_input/output) with "

@@ -15,6 +15,7 @@ from .reshape import Flatten, Reshape
 from .dropout import Dropout
 from .merge import Addition, Concat
 from .normalization import BatchNormalization, LayerNormalization
+from .split import Split
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.type_name: cls
@@ -34,6 +35,7 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         Dropout,
         Addition,
         Concat,
+        Split,
     )
 }
 
@@ -59,6 +61,7 @@ __all__ = [
     "Multiout",
     "Operand",
     "ScratchSpec",
+    "Split",
     "StepKind",
     "WeightSpec",
 ]
