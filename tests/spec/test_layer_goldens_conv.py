@@ -22,7 +22,7 @@ from edgetrain.layers.conv1d import Conv1D
 from edgetrain.layers.conv2d import Conv2D
 from goldens import read_layer_golden
 
-F32: dict[str, float] = {"rtol": 1e-5, "atol": 1e-5}
+TOLERANCE = 1e-5  # float32 recordings
 
 
 def run_golden(layer: Layer, input_shape: tuple[int, ...], golden: str) -> None:
@@ -44,14 +44,14 @@ def run_golden(layer: Layer, input_shape: tuple[int, ...], golden: str) -> None:
         scratch={s.name: np.zeros(s.shape, s.dtype or np.float32) for s in setup.scratch},
     )
     layer.forward(ctx)
-    np.testing.assert_allclose(ctx.outputs[0].reshape(-1), y_expected, **F32)
+    np.testing.assert_allclose(ctx.outputs[0].reshape(-1), y_expected, rtol=TOLERANCE, atol=TOLERANCE)
     ctx.grad_outputs = [np.full(setup.output_shapes[0], 2.0, np.float32)]
     ctx.grad_inputs = [np.full(input_shape, np.nan, np.float32)]
     layer.calc_gradient(ctx)
     for spec, expected in zip(weight_specs, grads_expected):
-        np.testing.assert_allclose(ctx.gradients[spec.name].reshape(-1), expected, **F32)
+        np.testing.assert_allclose(ctx.gradients[spec.name].reshape(-1), expected, rtol=TOLERANCE, atol=TOLERANCE)
     layer.calc_derivative(ctx)
-    np.testing.assert_allclose(ctx.grad_inputs[0].reshape(-1), dx_expected, **F32)
+    np.testing.assert_allclose(ctx.grad_inputs[0].reshape(-1), dx_expected, rtol=TOLERANCE, atol=TOLERANCE)
 
 
 CONV2D: list[tuple[str, dict[str, Any], tuple[int, int, int]]] = [

@@ -44,7 +44,7 @@ class Conv1D(Conv2D):
     def __init__(
         self,
         *,
-        filters: int,
+        filters: int | str,
         kernel_size: int | str,
         stride: int | str = 1,
         padding: int | tuple[int, int] | str = 0,

@@ -70,7 +70,7 @@ class Conv2D(Layer):
     def __init__(
         self,
         *,
-        filters: int,
+        filters: int | str,
         kernel_size: int | tuple[int, int] | str,
         stride: int | tuple[int, int] | str = 1,
         padding: int | tuple[int, ...] | str = 0,

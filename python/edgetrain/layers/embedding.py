@@ -34,8 +34,8 @@ class Embedding(Layer):
     def __init__(
         self,
         *,
-        in_dim: int,
-        out_dim: int,
+        in_dim: int | str,
+        out_dim: int | str,
         weight_initializer: str = "xavier_uniform",
         **common: Any,
     ) -> None:
