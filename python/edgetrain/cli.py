@@ -166,15 +166,16 @@ def _metrics(metrics: dict[str, float]) -> str:
 
 
 def _training_data(args: argparse.Namespace, setup: ModelFileSetup) -> tuple[Dataset, Dataset | None]:
-    """(training, validation) data from ``--data`` or the model file, split as asked."""
+    """(training, validation) data from ``--data`` or the model file, each read once and
+    checked against the model before anything is trained, then split as asked."""
     model = setup.model
     valid: Dataset | None = None
     if args.data is not None:
-        data = _named_or_raw(args.data, model)
+        data = _checked(model, _named_or_raw(args.data, model), args.data)
     elif setup.train_data is not None:
-        data = _raw(setup.train_data, model)
+        data = _checked(model, _raw(setup.train_data, model), setup.train_data)
         if setup.valid_data is not None and args.validation_split is None:
-            valid = _raw(setup.valid_data, model)
+            valid = _checked(model, _raw(setup.valid_data, model), setup.valid_data)
     else:
         raise ConfigError(
             f"{args.model}: no training data: give --data (a raw data file or one of "
@@ -186,6 +187,13 @@ def _training_data(args: argparse.Namespace, setup: ModelFileSetup) -> tuple[Dat
         if split > 0:
             return split_dataset(data, split, seed=args.seed)
     return data, valid
+
+
+def _checked(model: Model, data: Dataset, source: str | Path) -> Dataset:
+    try:
+        return model.check_data(data)
+    except DataError as err:
+        raise DataError(f"{source}: {err}") from None
 
 
 def _named_or_raw(text: str, model: Model) -> Dataset:

@@ -213,6 +213,12 @@ class CheckedDataset:
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def same_checks(self, other: CheckedDataset) -> bool:
+        """Whether ``other`` checks for the same model (so a scan by one covers both)."""
+        return (self.input_shapes, self.input_names, self.output_shape, self.classes, self.dtype) == (
+            other.input_shapes, other.input_names, other.output_shape, other.classes, other.dtype
+        )
+
     def take(self, indices: Array) -> tuple[list[Array], Array]:
         inputs, labels = self.dataset.take(indices)
         inputs = as_input_list(inputs)
@@ -236,11 +242,12 @@ def check_dataset(
     """Read every sample once, ``chunk`` at a time (memory stays bounded), and refuse the
     data set before training if any sample has the wrong shape, NaN/inf values, or labels
     that do not fit the output. Errors name the sample range."""
-    if isinstance(dataset, CheckedDataset):
-        dataset = dataset.dataset
     checked = CheckedDataset(
         dataset, input_shapes, input_names, output_shape, classes=classes, dtype=dtype
     )
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    if isinstance(base, CheckedDataset) and base.same_checks(checked) and len(dataset) > 0:
+        return checked
     n = len(dataset)
     if n == 0:
         raise DataError("the data set is empty: no samples to train on")

@@ -246,8 +246,11 @@ class Model:
     def _labels(self, y: Array) -> Array:
         return prepare_labels(y, self._output_shape(), classes=self._classifies(), dtype=self.dtype)
 
-    def _checked(self, data: Dataset) -> Dataset:
-        """A dataset read once and checked against the model; its labels made to fit."""
+    def check_data(self, data: Dataset) -> Dataset:
+        """``data`` read once and checked against the model (shapes, NaN, labels), so bad
+        data fails before training; the result gives labels in the output's shape.
+        ``fit`` and ``evaluate`` do this themselves; a split of a checked dataset
+        (``data.split_dataset``) is not read again."""
         shapes, names = self._input_shapes()
         return check_dataset(
             data, shapes, names, self._output_shape(), classes=self._classifies(), dtype=self.dtype
@@ -313,7 +316,7 @@ class Model:
         if y is None:
             if isinstance(x, np.ndarray) or isinstance(x, (list, tuple)):
                 raise DataError("fit needs labels y when x is an array")
-            train = self._checked(x)  # type: ignore[arg-type]
+            train = self.check_data(x)  # type: ignore[arg-type]
         else:
             full = self._dataset(x, y)  # type: ignore[arg-type]
             if validation_split > 0:
@@ -327,7 +330,7 @@ class Model:
             valid = (
                 self._dataset(*validation_data)
                 if isinstance(validation_data, tuple)
-                else self._checked(validation_data)
+                else self.check_data(validation_data)
             )
         loader = DataLoader(train, self.batch_size, shuffle=shuffle, seed=self.seed + 3)
         history = History()
@@ -382,7 +385,7 @@ class Model:
         """Loss (and accuracy for classification) over all samples, in inference mode."""
         if self.loss_name is None:
             raise ConfigError("evaluate needs a loss: pass loss= to Model")
-        data = self._checked(x) if y is None else self._dataset(x, y)  # type: ignore[arg-type]
+        data = self.check_data(x) if y is None else self._dataset(x, y)  # type: ignore[arg-type]
         return self._evaluate_dataset(data)
 
     def _evaluate_dataset(self, data: Dataset) -> dict[str, float]:
