@@ -155,7 +155,9 @@ def read_sections(path: PathLike) -> list[IniSection]:
     except UnicodeDecodeError as err:
         raise ModelFileError(f"not a text file ({err.reason})", path=path) from None
     except OSError as err:
-        raise ModelFileError(f"cannot read the model file: {err.strerror or err}", path=path) from None
+        raise ModelFileError(
+            f"cannot read the model file: {err.strerror or err}", path=path
+        ) from None
     return parse_ini(text, path)
 
 
@@ -218,7 +220,9 @@ class _Reader:
         self.sections = sections
         self.by_key = {s.key: s for s in sections}
 
-    def fail(self, message: str, section: IniSection | None = None, key: str | None = None) -> NoReturn:
+    def fail(
+        self, message: str, section: IniSection | None = None, key: str | None = None
+    ) -> NoReturn:
         line = None
         if section is not None:
             entry = section.entries.get(key) if key else None
@@ -237,6 +241,13 @@ class _Reader:
             return parse(section.entries[key].value, key)
         except ConfigError as err:
             self.fail(str(err), section, key)
+
+    def blame(self, err: ConfigError, section: IniSection) -> str | None:
+        """The key of ``section`` a :class:`ConfigError` is about: its ``key``, else the
+        key its message starts with (``"beta1 must be ..."``)."""
+        if err.key is not None:
+            return err.key
+        return next((k for k in section.entries if str(err).startswith(f"{k} ")), None)
 
     def check_keys(self, section: IniSection, allowed: Sequence[str], what: str) -> None:
         for key in section.entries:
@@ -259,9 +270,21 @@ _MODEL_KEYS = (
     "loss_scale",
 )  # fmt: skip
 #: old-style optimizer keys of ``[Model]`` (NNTrainer's deprecated form)
-_MODEL_OPTIMIZER_KEYS = ("optimizer", "learning_rate", "decay_rate", "decay_steps", "beta1", "beta2", "epsilon")
+_MODEL_OPTIMIZER_KEYS = (
+    "optimizer",
+    "learning_rate",
+    "decay_rate",
+    "decay_steps",
+    "beta1",
+    "beta2",
+    "epsilon",
+)
 #: NNTrainer's newer names of the swap keys
-_SWAP_ALIASES = {"fsu": "memory_swap", "fsu_path": "memory_swap_path", "fsu_lookahead": "memory_swap_lookahead"}
+_SWAP_ALIASES = {
+    "fsu": "memory_swap",
+    "fsu_path": "memory_swap_path",
+    "fsu_lookahead": "memory_swap_lookahead",
+}
 
 
 def _read_model(reader: _Reader, section: IniSection | None, desc: ModelDescription) -> str | None:
@@ -305,11 +328,17 @@ def _read_model(reader: _Reader, section: IniSection | None, desc: ModelDescript
     for key, allowed in fixed.items():
         value = get(key)
         if value is not None and value.lower() not in allowed:
-            reader.fail(f"edgetrain supports only {key} = {allowed[0].upper()}, got {value!r}", section, key)
+            reader.fail(
+                f"edgetrain supports only {key} = {allowed[0].upper()}, got {value!r}", section, key
+            )
     if "loss_scale" in section.entries:
         scale = reader.convert(section, "loss_scale", keys.parse_float)
         if scale != 1.0:
-            reader.fail("loss_scale (mixed precision) is not supported; only 1 is accepted", section, "loss_scale")
+            reader.fail(
+                "loss_scale (mixed precision) is not supported; only 1 is accepted",
+                section,
+                "loss_scale",
+            )
     return get("loss")
 
 
@@ -325,7 +354,13 @@ _OPTIMIZER_KEYS: dict[str, tuple[str, ...]] = {
 OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
     "sgd": {"learning_rate": 1e-4, "momentum": 0.0},
     "adam": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-7},
-    "adamw": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "weight_decay": 0.0},
+    "adamw": {
+        "learning_rate": 1e-3,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "epsilon": 1e-8,
+        "weight_decay": 0.0,
+    },
 }
 
 _SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
@@ -355,7 +390,11 @@ def _list(parse: Callable[[str, str], Any]) -> Callable[[str, str], list[Any]]:
 
 def _schedule_value(kind: str, key: str) -> Callable[[str, str], Any]:
     if kind == "step":
-        return _list(lambda t, k: keys.parse_int(t, k, minimum=0)) if key == "iteration" else _list(_positive_float)
+        return (
+            _list(lambda t, k: keys.parse_int(t, k, minimum=0))
+            if key == "iteration"
+            else _list(_positive_float)
+        )
     if key == "decay_steps":
         return keys.parse_int
     if key == "min_learning_rate":
@@ -368,7 +407,11 @@ def _read_schedule(reader: _Reader, section: IniSection) -> LearningRateSchedule
     if not kind:
         reader.fail("the learning-rate scheduler needs a 'type'", section)
     if kind not in SCHEDULES or kind not in _SCHEDULE_KEYS:
-        reader.fail(f"unknown scheduler type {kind!r} (known: {', '.join(sorted(_SCHEDULE_KEYS))})", section, "type")
+        reader.fail(
+            f"unknown scheduler type {kind!r} (known: {', '.join(sorted(_SCHEDULE_KEYS))})",
+            section,
+            "type",
+        )
     wanted = _SCHEDULE_KEYS[kind]
     reader.check_keys(section, ("type", *wanted), f"a {kind} scheduler")
     for key in wanted:
@@ -380,7 +423,8 @@ def _read_schedule(reader: _Reader, section: IniSection) -> LearningRateSchedule
     try:
         return cls(**{names.get(k, k): v for k, v in values.items()})
     except ConfigError as err:
-        reader.fail(str(err), section, _SCHEDULE_KEY_NAMES.get(err.key or "", err.key))
+        blamed = reader.blame(err, section)
+        reader.fail(str(err), section, _SCHEDULE_KEY_NAMES.get(blamed or "", blamed))
 
 
 def _optimizer_value(key: str) -> Callable[[str, str], Any]:
@@ -400,14 +444,20 @@ def _read_optimizer(
     scheduler = reader.by_key.get(keys.SCHEDULER_SECTION)
     old_style = model is not None and "optimizer" in model.entries
     if section is not None and old_style:
-        reader.fail("the optimizer is given twice: in [Model] and in [Optimizer]", model, "optimizer")
+        reader.fail(
+            "the optimizer is given twice: in [Model] and in [Optimizer]", model, "optimizer"
+        )
     if section is None and not old_style:
         if scheduler is not None:
             reader.fail("a learning-rate scheduler needs an [Optimizer] section", scheduler)
         if model is not None:
             for key in _MODEL_OPTIMIZER_KEYS[1:]:
                 if key in model.entries:
-                    reader.fail(f"'{key}' has no optimizer to apply to: add an [Optimizer] section", model, key)
+                    reader.fail(
+                        f"'{key}' has no optimizer to apply to: add an [Optimizer] section",
+                        model,
+                        key,
+                    )
         return
     # values: [Optimizer] first, then [Model]'s old-style keys, then NNTrainer's defaults
     sources: dict[str, IniSection] = {}
@@ -422,7 +472,11 @@ def _read_optimizer(
     kind = (type_source.get("type" if section is not None else "optimizer") or "adam").lower()
     type_key = "type" if section is not None else "optimizer"
     if kind not in OPTIMIZERS or kind not in _OPTIMIZER_KEYS:
-        reader.fail(f"unknown optimizer {kind!r} (known: {', '.join(sorted(_OPTIMIZER_KEYS))})", type_source, type_key)
+        reader.fail(
+            f"unknown optimizer {kind!r} (known: {', '.join(sorted(_OPTIMIZER_KEYS))})",
+            type_source,
+            type_key,
+        )
     allowed = _OPTIMIZER_KEYS[kind]
     if section is not None:
         reader.check_keys(section, ("type", *allowed), f"the {kind} optimizer")
@@ -439,13 +493,19 @@ def _read_optimizer(
     if scheduler is not None:
         if decay:
             key = next(iter(decay))
-            reader.fail("two learning-rate schedules: decay keys here and a [LearningRateScheduler]", sources[key], key)
+            reader.fail(
+                "two learning-rate schedules: decay keys here and a [LearningRateScheduler]",
+                sources[key],
+                key,
+            )
         schedule = _read_schedule(reader, scheduler)
     elif decay:
         for key in ("decay_rate", "decay_steps"):
             if key not in decay:
                 other = next(iter(decay))
-                reader.fail(f"'{other}' needs '{key}' too (an exponential decay)", sources[other], other)
+                reader.fail(
+                    f"'{other}' needs '{key}' too (an exponential decay)", sources[other], other
+                )
         try:
             schedule = Exponential(rate, decay["decay_rate"], decay["decay_steps"])
         except ConfigError as err:
@@ -455,7 +515,8 @@ def _read_optimizer(
     try:
         desc.optimizer = OPTIMIZERS[kind](schedule, **values)
     except ConfigError as err:
-        reader.fail(str(err), sources.get(err.key or "", type_source), err.key)
+        blamed = err.key or next((k for k in sources if str(err).startswith(f"{k} ")), None)
+        reader.fail(str(err), sources.get(blamed or "", type_source), blamed)
 
 
 # -- reading: data sections -------------------------------------------------------------------
@@ -481,11 +542,15 @@ def _read_data(reader: _Reader, desc: ModelDescription) -> None:
         reader.check_keys(section, ("type", "path", "buffer_size", "buffersize"), f"[{name}]")
         kind = (section.get("type") or "").lower()
         if kind != "file":
-            reader.fail(f"[{name}] must have type = file, got {section.get('type')!r}", section, "type")
+            reader.fail(
+                f"[{name}] must have type = file, got {section.get('type')!r}", section, "type"
+            )
         if "path" not in section.entries:
             reader.fail(f"[{name}] needs a 'path'", section)
         if getattr(desc.data, split) is not None:
-            reader.fail(f"the {split} data is given twice ([DataSet] and [{name}])", section, "path")
+            reader.fail(
+                f"the {split} data is given twice ([DataSet] and [{name}])", section, "path"
+            )
         setattr(desc.data, split, reader.resolve(section.entries["path"].value))
         for key in ("buffer_size", "buffersize"):
             if key in section.entries:
@@ -530,7 +595,9 @@ def _layer_class(reader: _Reader, section: IniSection) -> type[Layer]:
     text = section.get("type")
     if text is None:
         if "backbone" in section.entries:
-            reader.fail("backbone sections (models inside models) are not supported", section, "backbone")
+            reader.fail(
+                "backbone sections (models inside models) are not supported", section, "backbone"
+            )
         reader.fail("a layer section needs a 'type'", section)
     kind = keys.TYPE_ALIASES.get(text.lower(), text.lower())
     if kind in LAYER_TYPES:
@@ -539,7 +606,9 @@ def _layer_class(reader: _Reader, section: IniSection) -> type[Layer]:
         reader.fail("a loss section of type 'cross' is ambiguous: use cross_softmax or cross_sigmoid "
                     "(or loss = cross in [Model])", section, "type")  # fmt: skip
     if kind in keys.NNTRAINER_ONLY_TYPES:
-        reader.fail(f"NNTrainer's layer type {text!r} is not supported by edgetrain", section, "type")
+        reader.fail(
+            f"NNTrainer's layer type {text!r} is not supported by edgetrain", section, "type"
+        )
     known = ", ".join(sorted({*LAYER_TYPES, *keys.TYPE_ALIASES, *keys.LOSS_SECTION_TYPES}))
     reader.fail(f"unknown layer type {text!r} (known: {known})", section, "type")
 
@@ -564,28 +633,42 @@ def _read_layer(reader: _Reader, section: IniSection, inputs: list[str] | None) 
         elif key == "activation":
             kind = value.lower()
             if kind not in ACTIVATIONS and kind != "none":
-                reader.fail(f"unknown activation {value!r} (known: {', '.join(sorted(ACTIVATIONS))}, none)", section, key)
+                reader.fail(
+                    f"unknown activation {value!r} (known: {', '.join(sorted(ACTIVATIONS))}, none)",
+                    section,
+                    key,
+                )
             kwargs["activation"] = kind
         elif key in params:
             bool_key = keys.is_bool_keyword(params[key])
-            kwargs[key] = reader.convert(section, key, keys.parse_bool) if bool_key else value.lower()
+            kwargs[key] = (
+                reader.convert(section, key, keys.parse_bool) if bool_key else value.lower()
+            )
         elif (alias := _read_alias(params, key)) is not None:
             kwargs[alias.edgetrain] = reader.convert(section, key, _alias_reader(alias))
         elif key == "input_shape":
             shape = reader.convert(section, key, keys.parse_shape)
         elif (inert := keys.INERT_LAYER_KEYS.get(key)) is not None:
             if not inert.accepts(value):
-                reader.fail(f"'{key}' is not supported by edgetrain: only {inert.allowed}", section, key)
+                reader.fail(
+                    f"'{key}' is not supported by edgetrain: only {inert.allowed}", section, key
+                )
         else:
-            known = sorted({_nntrainer_name(k, params) for k in params if k != "name"} | {"input_shape"})
-            reader.fail(f"unknown key '{key}' for a {cls.type_name} layer (known: {', '.join(known)})", section, key)
+            known = sorted(
+                {_nntrainer_name(k, params) for k in params if k != "name"} | {"input_shape"}
+            )
+            reader.fail(
+                f"unknown key '{key}' for a {cls.type_name} layer (known: {', '.join(known)})",
+                section,
+                key,
+            )
     for name, param in params.items():
         if param.default is inspect.Parameter.empty and name not in kwargs:
             reader.fail(f"a {cls.type_name} layer needs '{_nntrainer_name(name, params)}'", section)
     try:
         layer = cls(**kwargs)
     except ConfigError as err:
-        reader.fail(str(err), section, _file_key(err.key, section))
+        reader.fail(str(err), section, _file_key(reader.blame(err, section), section))
     except (TypeError, ValueError) as err:
         reader.fail(f"cannot build the {cls.type_name} layer: {err}", section)
     if shape is None:
@@ -617,7 +700,9 @@ def _split_port(ref: str) -> tuple[str, str]:
     return ref.strip(), ""
 
 
-def _read_layers(reader: _Reader, sections: list[IniSection]) -> tuple[list[_LayerDraft], IniSection | None]:
+def _read_layers(
+    reader: _Reader, sections: list[IniSection]
+) -> tuple[list[_LayerDraft], IniSection | None]:
     """Every layer section in file order; a trailing loss section is returned apart."""
     loss: IniSection | None = None
     layer_sections: list[IniSection] = []
@@ -659,19 +744,27 @@ def _resolve_inputs(
     for ref in refs:
         base, port = _split_port(ref)
         if base.lower() not in names:
-            what = "the loss section" if loss is not None and base.lower() == loss.key else "no layer of this file"
+            what = (
+                "the loss section"
+                if loss is not None and base.lower() == loss.key
+                else "no layer of this file"
+            )
             reader.fail(f"input_layers names '{base}', which is {what}", section, "input_layers")
         resolved.append(names[base.lower()] + port)
     return resolved
 
 
-def _check_loss_section(reader: _Reader, loss: IniSection, last: IniSection, names: dict[str, str]) -> None:
+def _check_loss_section(
+    reader: _Reader, loss: IniSection, last: IniSection, names: dict[str, str]
+) -> None:
     reader.check_keys(loss, ("type", "input_layers"), "a loss section")
     text = loss.get("input_layers")
     if text is not None:
         refs = keys.split_list(text)
         if [r.lower() for r in refs] != [last.key]:
-            reader.fail(f"the loss reads the last layer ('{last.name}') in edgetrain", loss, "input_layers")
+            reader.fail(
+                f"the loss reads the last layer ('{last.name}') in edgetrain", loss, "input_layers"
+            )
 
 
 def _last_activation(layers: Sequence[Layer]) -> str | None:
@@ -690,7 +783,9 @@ def _resolve_loss(
     by the activation the last layer ends in, and is refused after any other."""
     if loss_section is not None:
         if written is not None:
-            reader.fail("the loss is given twice: in [Model] and as a loss section", loss_section, "type")
+            reader.fail(
+                "the loss is given twice: in [Model] and as a loss section", loss_section, "type"
+            )
         return keys.LOSS_SECTION_TYPES[(loss_section.get("type") or "").lower()]
     if written is None:
         return None
@@ -708,7 +803,9 @@ def _resolve_loss(
             model, "loss",
         )  # fmt: skip
     if name not in LOSSES:
-        reader.fail(f"unknown loss {written!r} (known: cross, {', '.join(sorted(LOSSES))})", model, "loss")
+        reader.fail(
+            f"unknown loss {written!r} (known: cross, {', '.join(sorted(LOSSES))})", model, "loss"
+        )
     return make_loss(name).type_name
 
 
@@ -941,12 +1038,15 @@ def _optimizer_sections(desc: ModelDescription) -> list[tuple[str, list[tuple[st
     for key, value in optimizer.config().items():
         if defaults.get(key) != value:
             entries.append((key, keys.format_value(value)))
-    if desc.torch_ref:
+    if desc.torch_ref and "torch_ref" in _OPTIMIZER_KEYS.get(kind, ()):
         entries.append(("torch_ref", "true"))
     sections = [("Optimizer", entries)]
     if not isinstance(schedule, Constant):
         rows = [("type", schedule.type_name)]
-        rows += [(_SCHEDULE_KEY_NAMES.get(k, k), keys.format_value(v)) for k, v in schedule.config().items()]
+        rows += [
+            (_SCHEDULE_KEY_NAMES.get(k, k), keys.format_value(v))
+            for k, v in schedule.config().items()
+        ]
         sections.append(("LearningRateScheduler", rows))
     return sections
 
@@ -1018,7 +1118,9 @@ def _write_atomically(target: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         if isinstance(err, OSError):
-            raise SaveError(f"cannot write the model file {target}: {err.strerror or err}") from None
+            raise SaveError(
+                f"cannot write the model file {target}: {err.strerror or err}"
+            ) from None
         raise
     with contextlib.suppress(OSError):
         directory = os.open(target.parent, os.O_RDONLY)

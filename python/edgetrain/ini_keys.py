@@ -73,7 +73,9 @@ def parse_bool(text: str, key: str) -> bool:
     raise ConfigError(f"{key} must be true or false, got {text!r}", key=key)
 
 
-def parse_float(text: str, key: str, *, positive: bool = False, minimum: float | None = None) -> float:
+def parse_float(
+    text: str, key: str, *, positive: bool = False, minimum: float | None = None
+) -> float:
     """A finite number; ``positive`` refuses 0 and below, ``minimum`` anything below it."""
     try:
         number = float(text)
