@@ -9,6 +9,7 @@ import pytest
 
 from edgetrain.errors import ConfigError, ShapeError
 from edgetrain.layers.base import StepKind
+from edgetrain.layers.conv1d import Conv1D
 from edgetrain.layers.conv2d import Conv2D
 from gradcheck import check_layer_gradients, make_context
 
@@ -176,3 +177,46 @@ def test_conv2d_shape_errors_name_layer_and_shape() -> None:
         layer.setup([(1, 3, 4, 4)])
     with pytest.raises(ShapeError, match=r"conv2d layer 'c1'.*\(2, 16\)"):
         layer.setup([(2, 16)])
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        {"filters": 2, "kernel_size": 3},
+        {"filters": 3, "kernel_size": 2, "padding": "causal", "dilation": 2},
+        {"filters": 2, "kernel_size": 3, "stride": 2, "padding": "same"},
+        {"filters": 2, "kernel_size": "3", "stride": "2", "padding": "2,0", "bias": "false"},
+    ],
+)
+def test_conv1d_backward_matches_finite_differences(props: dict[str, Any]) -> None:
+    check_layer_gradients(Conv1D(name="conv1d", **props), [(2, 3, 1, 9)])
+
+
+def test_conv1d_causal_output_sees_only_the_past() -> None:
+    layer = Conv1D(filters=1, kernel_size=3, dilation=2, padding="causal", name="c")
+    assert layer.window(1, 10).pads == (0, 0, 4, 0)
+    x = np.zeros((1, 1, 1, 10))
+    ctx = make_context(layer, [x])
+    x[0, 0, 0, 6] = 1.0  # an impulse at t = 6 reaches outputs 6, 8 only
+    layer.forward(ctx)
+    response = ctx.outputs[0][0, 0, 0] - ctx.weights["bias"][0]
+    assert np.flatnonzero(np.abs(response) > 1e-12).tolist() == [6, 8]
+
+
+def test_conv1d_shapes_config_and_errors() -> None:
+    layer = Conv1D(filters=4, kernel_size=3, stride=2, padding="same", name="c")
+    setup = layer.setup([(2, 3, 1, 9)])
+    assert setup.output_shapes == [(2, 4, 1, 5)]
+    assert [w.shape for w in setup.weights] == [(4, 3, 1, 3), (4,)]
+    assert layer.config()["kernel_size"] == 3 and layer.config()["padding"] == "same"
+    assert Conv1D(**layer.config()).config() == layer.config()
+    assert Conv1D(filters=1, kernel_size=2, padding="1,2").config()["padding"] == (1, 2)
+    assert Conv1D(filters=1, kernel_size=2, padding=1).config()["padding"] == 1
+    with pytest.raises(ShapeError, match=r"conv1d layer 'c'.*height 1.*\(2, 3, 2, 9\)"):
+        layer.setup([(2, 3, 2, 9)])
+    with pytest.raises(ConfigError) as info:
+        Conv1D(filters=1, kernel_size=2, padding="0,1,0,1")
+    assert info.value.key == "padding"
+    with pytest.raises(ConfigError) as info:
+        Conv1D(filters=1, kernel_size="2,2")
+    assert info.value.key == "kernel_size"
