@@ -13,6 +13,7 @@ import pytest
 from edgetrain import ConfigError, Model
 from edgetrain import layers as L
 from edgetrain import optimizers as O
+from edgetrain.layers.base import WeightPenalty
 
 STEPS = 6
 
@@ -208,3 +209,18 @@ def test_bad_regularizer_settings_name_the_key(key: str, value: Any) -> None:
     with pytest.raises(ConfigError) as err:
         L.FullyConnected(unit=2, name="fc", **{key: value})
     assert err.value.key == key
+
+
+def test_which_weights_take_which_penalty() -> None:
+    """NNTrainer's assignment: kernels take the regularizer and weight_decay, biases and
+    betas bias_decay, normalization scales weight_decay without the regularizer."""
+    common = {"weight_regularizer": "l2norm", "weight_regularizer_constant": 0.5,
+              "weight_decay": 0.1, "bias_decay": 0.2}
+    fc = L.FullyConnected(unit=2, name="fc", **common)
+    penalties = {w.name: fc.weight_penalty(w) for w in fc.setup([(4, 3)]).weights}
+    assert penalties == {"weight": WeightPenalty(0.5, 0.1), "bias": WeightPenalty(0.0, 0.2)}
+    bn = L.BatchNormalization(name="bn", **common)
+    penalties = {w.name: bn.weight_penalty(w) for w in bn.setup([(4, 3)]).weights if w.trainable}
+    assert penalties == {"gamma": WeightPenalty(0.0, 0.1), "beta": WeightPenalty(0.0, 0.2)}
+    plain = L.FullyConnected(unit=2, name="plain")
+    assert all(plain.weight_penalty(w) == WeightPenalty() for w in plain.setup([(4, 3)]).weights)

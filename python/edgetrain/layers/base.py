@@ -68,9 +68,12 @@ class WeightPenalty:
     decay: float = 0.0
 
 
-#: weight names that take ``bias_decay`` and no regularizer (the others take
-#: ``weight_regularizer`` and ``weight_decay``), as NNTrainer's layers assign them
+#: weight names that take ``bias_decay`` and no regularizer, as NNTrainer's layers
+#: assign them
 BIAS_LIKE_WEIGHTS = frozenset({"bias", "beta"})
+#: weight names that take ``weight_decay`` but no regularizer (normalization scales);
+#: every other weight takes ``weight_regularizer`` and ``weight_decay``
+UNREGULARIZED_WEIGHTS = frozenset({"gamma"})
 
 REGULARIZERS = ("none", "l2norm")
 
@@ -203,10 +206,13 @@ class Layer(abc.ABC):
 
     def weight_penalty(self, weight: WeightSpec) -> WeightPenalty:
         """The regularizer and decay of one of this layer's weights: names in
-        ``BIAS_LIKE_WEIGHTS`` take ``bias_decay`` only, the others ``weight_regularizer``
-        and ``weight_decay``. A layer whose weights split otherwise overrides this."""
+        ``BIAS_LIKE_WEIGHTS`` take ``bias_decay`` only, names in ``UNREGULARIZED_WEIGHTS``
+        ``weight_decay`` only, the others ``weight_regularizer`` and ``weight_decay``.
+        A layer whose weights split otherwise overrides this."""
         if weight.name in BIAS_LIKE_WEIGHTS:
             return WeightPenalty(decay=self.bias_decay)
+        if weight.name in UNREGULARIZED_WEIGHTS:
+            return WeightPenalty(decay=self.weight_decay)
         l2 = self.weight_regularizer_constant if self.weight_regularizer == "l2norm" else 0.0
         return WeightPenalty(l2=l2, decay=self.weight_decay)
 
