@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 
 from edgetrain import Model, ModelFileError, SaveError, StateError
 from edgetrain import layers as L
+from edgetrain.datasets import RawFileDataset
 from edgetrain.optimizers import SGD
 from edgetrain.weights_io import atomic_write, check_save_path, load_weights, save_weights
 
@@ -174,3 +177,90 @@ def test_saving_non_finite_weights_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SaveError, match="'a' has NaN"):
         save_weights(tmp_path / "w.bin", {"a": np.array([np.inf])})
     assert not (tmp_path / "w.bin").exists()
+
+
+# -- NNTrainer's own files -------------------------------------------------------------------
+
+NNTRAINER = Path(__file__).resolve().parents[1] / "data" / "nntrainer" / "weights"
+
+
+def _read_grey_png(path: Path) -> np.ndarray:
+    """The first channel of an 8-bit, non-interlaced PNG (grey, or red of RGB/RGBA) as a
+    uint8 (height, width) array: just enough PNG for NNTrainer's test digits."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    offset, idat, header = 8, b"", b""
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind, body = data[offset + 4 : offset + 8], data[offset + 8 : offset + 8 + length]
+        header = body if kind == b"IHDR" else header
+        idat += body if kind == b"IDAT" else b""
+        offset += 12 + length
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
+    assert (depth, interlace) == (8, 0)
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    image = np.zeros((height, stride), dtype=np.int64)
+    previous = np.zeros(stride, dtype=np.int64)
+    for r in range(height):
+        start = r * (stride + 1)
+        kind = raw[start]
+        row = np.frombuffer(raw, np.uint8, stride, start + 1).astype(np.int64)
+        for i in range(stride):
+            left = row[i - channels] if i >= channels else 0
+            up = previous[i]
+            up_left = previous[i - channels] if i >= channels else 0
+            if kind == 1:
+                predictor = left
+            elif kind == 2:
+                predictor = up
+            elif kind == 3:
+                predictor = (left + up) // 2
+            elif kind == 4:
+                p = left + up - up_left
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
+                predictor = left if pa <= pb and pa <= pc else up if pb <= pc else up_left
+            else:
+                predictor = 0
+            row[i] = (row[i] + predictor) % 256
+        image[r] = previous = row
+    return image.reshape(height, width, channels)[:, :, 0].astype(np.uint8)
+
+
+def _nntrainer_mnist() -> Model:
+    model = Model.from_ini(NNTRAINER / "mnist.ini")
+    model.compile(batch_size=32)
+    return model
+
+
+def test_nntrainer_trained_weights_classify_its_test_digits() -> None:
+    """NNTrainer's MNIST model file and the weights it trained (``model.bin``, with the
+    training trailer: 1500 epochs, 46500 iterations) give NNTrainer's answers for the
+    digit images its nnstreamer test checks (0.png, 2.png, 9.png as 0-255 floats)."""
+    model = _nntrainer_mnist()
+    model.load(NNTRAINER / "model.bin")
+    images = np.stack([_read_grey_png(NNTRAINER / f"{d}.png") for d in (0, 2, 9)])
+    predicted = model.predict(images.astype(np.float32).reshape(3, 1, 28, 28)).argmax(axis=1)
+    np.testing.assert_array_equal(predicted, [0, 2, 9])
+    trailer = np.frombuffer((NNTRAINER / "model.bin").read_bytes()[-8:], "<u4")
+    np.testing.assert_array_equal(trailer, [1500, 46500])
+
+
+def test_nntrainer_weights_and_raw_data_agree_with_edgetrain() -> None:
+    """The weights score 99% on the first 100 samples of NNTrainer's MNIST raw data file
+    (a wrong weight order or data layout scores about 10%)."""
+    model = _nntrainer_mnist()
+    model.load(NNTRAINER / "model.bin")
+    data = RawFileDataset(NNTRAINER / "mnist_first100.dat", [(1, 28, 28)], (10,))
+    assert len(data) == 100
+    assert model.evaluate(data)["accuracy"] >= 0.98
+
+
+def test_saving_nntrainer_weights_gives_back_its_bytes(tmp_path: Path) -> None:
+    """edgetrain writes NNTrainer's layout byte for byte (without the training trailer)."""
+    model = _nntrainer_mnist()
+    model.load(NNTRAINER / "model.bin")
+    model.save(tmp_path / "again.bin")
+    original = (NNTRAINER / "model.bin").read_bytes()
+    assert (tmp_path / "again.bin").read_bytes() == original[:-8]
