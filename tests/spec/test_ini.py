@@ -25,7 +25,7 @@ from edgetrain.ini import (
     read_model_file,
     write_ini,
 )
-from edgetrain.ini_keys import base_property_defaults
+from edgetrain.ini.keys import base_property_defaults
 from edgetrain.layers import LAYER_TYPES, Layer
 from edgetrain.losses import make_loss
 from edgetrain.optimizers import SGD, Adam, AdamW

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
-from .layers.base import Layer
+from ..errors import ConfigError
+from ..layers.base import Layer
 
 # -- sections -----------------------------------------------------------------------
 
