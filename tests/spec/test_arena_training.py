@@ -5,118 +5,13 @@ show up as a wrong number."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 
 from edgetrain import Model
 from edgetrain import layers as L
-from edgetrain.optimizers import SGD, Adam, Optimizer
 from edgetrain.planning import ArenaStore, SharingRule, check_plan
-
-Builder = Callable[[], tuple[list[L.Layer], str, tuple[int, ...], Callable[[], Optimizer]]]
-
-
-def _mlp() -> tuple[list[L.Layer], str, tuple[int, ...], Callable[[], Optimizer]]:
-    layers: list[L.Layer] = [
-        L.Input(shape=(6,), name="x"),
-        L.FullyConnected(unit=8, activation="relu", name="fc1"),
-        L.FullyConnected(unit=8, activation="sigmoid", name="fc2"),
-        L.FullyConnected(unit=3, activation="tanh", name="fc3"),
-    ]
-    return layers, "mse", (6,), lambda: SGD(0.1, momentum=0.9)
-
-
-def _classifier() -> tuple[list[L.Layer], str, tuple[int, ...], Callable[[], Optimizer]]:
-    layers: list[L.Layer] = [
-        L.Input(shape=(6,), name="x"),
-        L.FullyConnected(unit=10, activation="gelu", name="fc1"),
-        L.FullyConnected(unit=10, activation="leaky_relu", name="fc2"),
-        L.FullyConnected(unit=4, activation="softmax", name="out"),
-    ]
-    return layers, "cross_entropy", (6,), lambda: Adam(0.01)
-
-
-def _frozen_middle() -> tuple[list[L.Layer], str, tuple[int, ...], Callable[[], Optimizer]]:
-    layers: list[L.Layer] = [
-        L.Input(shape=(1, 1, 5), name="x"),
-        L.FullyConnected(unit=7, activation="relu", name="fc1"),
-        L.FullyConnected(unit=7, activation="relu", name="fc2", trainable=False),
-        L.FullyConnected(unit=2, activation="sigmoid", name="fc3"),
-    ]
-    return layers, "mse", (1, 1, 5), lambda: SGD(0.05)
-
-
-def _frozen_first() -> tuple[list[L.Layer], str, tuple[int, ...], Callable[[], Optimizer]]:
-    layers: list[L.Layer] = [
-        L.Input(shape=(5,), name="x"),
-        L.FullyConnected(unit=7, activation="tanh", name="fc1", trainable=False),
-        L.FullyConnected(unit=3, activation="sigmoid", name="fc2"),
-    ]
-    return layers, "cross_entropy_sigmoid", (5,), lambda: Adam(0.01)
-
-
-def _branches() -> tuple[list[L.Layer], str, tuple[int, ...], Callable[[], Optimizer]]:
-    layers: list[L.Layer] = [
-        L.Input(shape=(6,), name="x"),
-        L.FullyConnected(unit=8, activation="tanh", name="trunk"),
-        L.FullyConnected(unit=8, activation="relu", name="left", input_layers="trunk"),
-        L.FullyConnected(unit=8, name="right", input_layers="trunk"),
-        L.Addition(name="add", input_layers="left, right, trunk"),
-        L.Activation("relu", name="add_relu"),
-        L.Concat(axis=1, name="cat", input_layers="add_relu, trunk"),
-        L.LayerNormalization(name="ln"),
-        L.Dropout(dropout_rate=0.3, name="drop"),
-        L.FullyConnected(unit=3, name="out"),
-    ]
-    return layers, "mse", (6,), lambda: Adam(0.01)
-
-
-def _convnet() -> tuple[list[L.Layer], str, tuple[int, ...], Callable[[], Optimizer]]:
-    layers: list[L.Layer] = [
-        L.Input(shape=(2, 8, 8), name="x"),
-        L.Conv2D(filters=4, kernel_size=3, padding=1, name="conv1"),
-        L.BatchNormalization(name="bn1", momentum=0.9),
-        L.Activation("relu", name="relu1"),
-        L.Pooling2D(pooling="max", pool_size=2, stride=2, name="pool1"),
-        L.Conv2D(filters=4, kernel_size=3, padding=1, name="conv2", activation="relu"),
-        L.Pooling2D(pooling="average", pool_size=2, stride=2, name="pool2"),
-        L.Flatten(name="flat"),
-        L.Dropout(dropout_rate=0.2, name="drop"),
-        L.FullyConnected(unit=5, activation="softmax", name="out"),
-    ]
-    return layers, "cross_entropy", (2, 8, 8), lambda: SGD(0.05, momentum=0.9)
-
-
-def _residual() -> tuple[list[L.Layer], str, tuple[int, ...], Callable[[], Optimizer]]:
-    layers: list[L.Layer] = [
-        L.Input(shape=(3, 6, 6), name="x"),
-        L.Conv2D(filters=4, kernel_size=3, padding=1, bias=False, name="stem"),
-        L.BatchNormalization(name="stem_bn", activation="relu"),
-        L.Conv2D(filters=4, kernel_size=3, padding=1, bias=False, name="a"),
-        L.BatchNormalization(name="a_bn", activation="relu"),
-        L.Conv2D(filters=4, kernel_size=3, padding=1, bias=False, name="b"),
-        L.BatchNormalization(name="b_bn"),
-        L.Addition(name="sum", input_layers="b_bn, stem_bn"),
-        L.Activation("relu", name="sum_relu"),
-        L.Pooling2D(pooling="global_average", name="gap"),
-        L.Flatten(name="flat"),
-        L.FullyConnected(unit=3, activation="softmax", name="out"),
-    ]
-    return layers, "cross_entropy", (3, 6, 6), lambda: SGD(0.05, momentum=0.9)
-
-
-BUILDERS: dict[str, Builder] = {
-    "mlp": _mlp,
-    "classifier": _classifier,
-    "frozen_middle": _frozen_middle,
-    "frozen_first": _frozen_first,
-    "branches": _branches,
-    "convnet": _convnet,
-    "residual": _residual,
-}
-
+from planning_models import BUILDERS, _convnet, _mlp
 
 def _data(input_shape: tuple[int, ...], loss: str, model: Model, n: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(5)
