@@ -38,7 +38,7 @@ def held_out_split(seed: int, fraction: float = 0.2) -> tuple[np.ndarray, ...]:
     """(x_train, y_train, x_test, y_test): a seeded ``fraction`` of the digits held out."""
     x, y = load_digits()
     order = np.random.default_rng(seed).permutation(len(x))
-    n_test = int(round(len(x) * fraction))
+    n_test = round(len(x) * fraction)
     test, train = order[:n_test], order[n_test:]
     return x[train], y[train], x[test], y[test]
 

@@ -175,7 +175,7 @@ def split_dataset(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset
     if not 0.0 < fraction < 1.0:
         raise DataError(f"a validation split must be in (0, 1), got {fraction}")
     n = len(dataset)
-    n_valid = int(round(n * fraction))
+    n_valid = round(n * fraction)
     if n_valid == 0 or n_valid == n:
         raise DataError(
             f"a validation split of {fraction} of {n} samples leaves "

@@ -119,7 +119,7 @@ def test_generator_giving_wrong_shapes_is_found_before_training() -> None:
 
 
 def test_raw_file_not_matching_the_model(tmp_path: Path) -> None:
-    x, y = _good()
+    _, y = _good()
     write_raw_file(tmp_path / "five.dat", np.zeros((6, 5), np.float32), np.eye(3, dtype=np.float32)[y])
     with pytest.raises(DataError, match=r"five\.dat has 192 bytes, not a multiple of the 28-byte sample "
                                           r"\(input \(4\) \+ label \(3\) float32 values\)"):

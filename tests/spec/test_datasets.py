@@ -178,4 +178,4 @@ def test_loader_is_seeded_shuffled_and_drops_the_last_partial_batch() -> None:
     again = [b[0][0].ravel().tolist() for b in DataLoader(data, 4, seed=3)]
     assert first == again and len(first) == 2
     assert first != [[0, 1, 2, 3], [4, 5, 6, 7]]
-    assert len(set(sum(first, []))) == 8
+    assert len({value for batch in first for value in batch}) == 8

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 import time
 from pathlib import Path
 from types import ModuleType
@@ -35,7 +34,7 @@ def test_python_api_example_reaches_95_percent_on_held_out_digits() -> None:
 
 def test_held_out_split_is_disjoint_and_seeded() -> None:
     example = _example()
-    x_train, y_train, x_test, y_test = example.held_out_split(seed=0)
+    x_train, _, x_test, y_test = example.held_out_split(seed=0)
     assert len(x_train) + len(x_test) == 1797 and len(x_test) == 359
     train_rows = {row.tobytes() for row in x_train}
     assert not any(row.tobytes() in train_rows for row in x_test)  # the 1797 images are distinct
