@@ -195,13 +195,13 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 
-def run_golden(name: str, case: GoldenModel) -> None:
+def run_golden(name: str, case: GoldenModel, dtype: type = np.float32) -> None:
     iterations, tensors = read_model_golden(name)
     per_iteration = len(tensors) // iterations
     assert per_iteration == 3 + len(case.weights), "golden layout does not match the model"
     layers, optimizer = case.build()
     model = Model(layers, loss="mse")
-    model.compile(optimizer, batch_size=case.batch, seed=1234)
+    model.compile(optimizer, batch_size=case.batch, seed=1234, dtype=dtype)
     previous: dict[str, np.ndarray] | None = None
     for i in range(iterations):
         x, y, *params, expected_out = tensors[i * per_iteration : (i + 1) * per_iteration]
@@ -233,8 +233,10 @@ def run_golden(name: str, case: GoldenModel) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(GOLDENS))
-def test_model_golden(name: str) -> None:
-    run_golden(name, GOLDENS[name])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_model_golden(name: str, dtype: type) -> None:
+    """float64 runs too: the goldens are float32 torch runs, within 1e-5 of exact."""
+    run_golden(name, GOLDENS[name], dtype)
 
 
 @pytest.mark.parametrize("name", sorted(UNSUPPORTED))
