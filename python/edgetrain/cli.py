@@ -126,7 +126,7 @@ def train(args: argparse.Namespace) -> int:
         check_save_path(save)
     model = setup.model
     epochs = args.epochs or setup.epochs
-    train_data, valid_data = _training_data(args, setup)
+    train_data, valid_data, test_data = _training_data(args, setup)
     print(
         f"training {args.model.name}: {len(train_data)} samples"
         + (f", {len(valid_data)} for validation" if valid_data is not None else "")
@@ -151,6 +151,8 @@ def train(args: argparse.Namespace) -> int:
     if valid_data is not None:
         final = {k: v for k, v in history.latest().items() if k.startswith("val_")}
         print(f"validation ({len(valid_data)} samples): {_metrics(final)}")
+    if test_data is not None:
+        print(f"test ({len(test_data)} samples): {_metrics(model.evaluate(test_data))}")
     print(watch.report())
     if save is not None:
         model.save(save)
@@ -165,17 +167,22 @@ def _metrics(metrics: dict[str, float]) -> str:
     )
 
 
-def _training_data(args: argparse.Namespace, setup: ModelFileSetup) -> tuple[Dataset, Dataset | None]:
-    """(training, validation) data from ``--data`` or the model file, each read once and
-    checked against the model before anything is trained, then split as asked."""
+def _training_data(
+    args: argparse.Namespace, setup: ModelFileSetup
+) -> tuple[Dataset, Dataset | None, Dataset | None]:
+    """(training, validation, test) data from ``--data`` or the model file, each read once
+    and checked against the model before anything is trained, then split as asked."""
     model = setup.model
     valid: Dataset | None = None
+    test: Dataset | None = None
     if args.data is not None:
         data = _checked(model, _named_or_raw(args.data, model), args.data)
     elif setup.train_data is not None:
         data = _checked(model, _raw(setup.train_data, model), setup.train_data)
         if setup.valid_data is not None and args.validation_split is None:
             valid = _checked(model, _raw(setup.valid_data, model), setup.valid_data)
+        if setup.test_data is not None:
+            test = _checked(model, _raw(setup.test_data, model), setup.test_data)
     else:
         raise ConfigError(
             f"{args.model}: no training data: give --data (a raw data file or one of "
@@ -185,8 +192,8 @@ def _training_data(args: argparse.Namespace, setup: ModelFileSetup) -> tuple[Dat
     if valid is None:
         split = 0.2 if split is None else split
         if split > 0:
-            return split_dataset(data, split, seed=args.seed)
-    return data, valid
+            return (*split_dataset(data, split, seed=args.seed), test)
+    return data, valid, test
 
 
 def _checked(model: Model, data: Dataset, source: str | Path) -> Dataset:
@@ -227,6 +234,7 @@ class ModelFileSetup:
     save_path: Path | None
     train_data: Path | None
     valid_data: Path | None
+    test_data: Path | None
 
 
 def open_model_file(
@@ -243,8 +251,9 @@ def open_model_file(
         batch_size=batch_size or description.batch_size,
         seed=seed,
     )
+    data = description.data
     return ModelFileSetup(
-        model, description.epochs, description.save_path, description.data.train, description.data.valid
+        model, description.epochs, description.save_path, data.train, data.valid, data.test
     )
 
 
@@ -273,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except EdgetrainError as err:
-        print(f"edgetrain: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())
+        print(f"edgetrain: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("edgetrain: interrupted", file=sys.stderr)

@@ -134,11 +134,14 @@ def test_train_on_a_raw_file_given_on_the_command_line(tmp_path: Path, capsys: p
 def test_train_uses_the_model_files_data_and_save_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ini = _mlp_files(tmp_path)
     text = ini.read_text().replace("epochs = 2", "epochs = 2\nsave_path = saved/mlp.bin")
-    ini.write_text(text + "\n[DataSet]\nTrainData = train.dat\nValidData = valid.dat\n")
+    ini.write_text(text + "\n[DataSet]\nTrainData = train.dat\nValidData = valid.dat\nTestData = valid.dat\n")
     code, out, err = _run(capsys, "train", ini, "--batch-size", "2", "--epochs", "3", "--quiet")
     assert code == 0, err
     assert "20 samples, 8 for validation, batch size 2, 3 epoch(s)" in out
-    assert "validation (8 samples)" in out
+    validation = re.search(r"validation \(8 samples\): (val_loss .*)", out)
+    test = re.search(r"test \(8 samples\): (loss .*)", out)
+    assert validation and test
+    assert validation.group(1).replace("val_", "") == test.group(1)  # the same file, the same numbers
     assert (tmp_path / "saved" / "mlp.bin").stat().st_size == 4 * (6 * 8 + 8 + 8 * 3 + 3)
 
 
