@@ -20,6 +20,11 @@ class Multiout(Layer):
     """Copies its one input to ``outputs`` outputs; sums their derivatives on the way back."""
 
     type_name = "multiout"
+    #: every output may be the input's bytes (readers only read them; a reader that
+    #: would write in place is refused by the planner while a sibling still needs them)
+    output_is_view = True
+    #: the sum is written element-wise over the first incoming derivative
+    derivative_in_place = True
 
     def __init__(self, *, outputs: int = 2, **common: Any) -> None:
         super().__init__(**common)

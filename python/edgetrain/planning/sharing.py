@@ -5,8 +5,9 @@ lifetime is the union of its members'. A tensor joins a buffer at the step that 
 writes it, and only when the rule's safety condition holds at that step (reasons in
 ``spec/sharing.md``):
 
-* ``view``: a layer with ``output_is_view`` (flatten, reshape, the MSE output) sees its
-  input's bytes with another shape; nothing is overwritten.
+* ``view``: a layer with ``output_is_view`` (flatten, reshape, the MSE output, every
+  output of a fan-out) sees its input's bytes with another shape; nothing is
+  overwritten.
 * ``in_place``: a layer with ``supports_in_place`` computes its output over its input
   when no tensor of the input's buffer is used after this forward step.
 * ``derivative_in_place``: a layer with ``derivative_in_place`` (or ``output_is_view``,
@@ -114,13 +115,15 @@ def find_sharing(program: Program, usage: Mapping[str, TensorUsage]) -> list[Sha
     for order, step in enumerate(program.steps):
         binding = program.bindings[step.node]
         layer = program.node(step.node).layer
-        if step.kind is StepKind.FORWARD and len(binding.inputs) == 1 and len(binding.outputs) == 1:
+        if step.kind is StepKind.FORWARD and len(binding.inputs) == 1 and layer.output_is_view:
+            for out in binding.outputs:
+                if _compatible(usage, out, binding.inputs[0], order):
+                    share(out, binding.inputs[0], SharingRule.VIEW, order)
+        elif step.kind is StepKind.FORWARD and len(binding.inputs) == 1 and len(binding.outputs) == 1:
             source, out = binding.inputs[0], binding.outputs[0]
             if not _compatible(usage, out, source, order):
                 continue
-            if layer.output_is_view:
-                share(out, source, SharingRule.VIEW, order)
-            elif (
+            if (
                 layer.supports_in_place
                 and program.tensors[out].shape == program.tensors[source].shape
                 and Operand.INPUTS not in layer.gradient_reads | layer.derivative_reads
