@@ -90,39 +90,6 @@ def test_train_digits_reports_validation_memory_and_saves(
     assert weights.stat().st_size == 4 * 2794
 
 
-def test_saved_weights_score_on_held_out_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """What `make demo` does, checked on the digits the CLI held out."""
-    from edgetrain.data import split_dataset
-    from edgetrain.datasets import load_digits
-
-    weights = tmp_path / "digits.npz"
-    code, out, _ = _run(capsys, "train", DIGITS_INI, "--data", "digits", "--save", weights, "--quiet")
-    assert code == 0
-    x, y = load_digits()
-    held_out = split_dataset(_Indexed(len(y)), 0.2, seed=0)[1]
-    indices = held_out.take(np.arange(len(held_out)))[1]
-    model = Model.from_ini(DIGITS_INI)
-    model.compile(batch_size=32)
-    model.load(weights)
-    accuracy = float(np.mean(model.predict(x[indices]).argmax(axis=1) == y[indices]))
-    assert accuracy >= 0.95
-    printed = float(re.search(r"validation \(359 samples\).*val_accuracy (\d+\.\d+)%", out).group(1))  # type: ignore[union-attr]
-    assert abs(printed / 100 - accuracy) < 1e-3
-
-
-class _Indexed:
-    """A dataset whose labels are the sample indices (to see which samples a split took)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def take(self, indices: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        return [np.asarray(indices)], np.asarray(indices)
-
-
 def test_train_on_a_raw_file_given_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ini = _mlp_files(tmp_path)
     code, out, err = _run(capsys, "train", ini, "--data", tmp_path / "train.dat", "--validation-split", "0", "--quiet")
