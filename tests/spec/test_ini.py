@@ -396,6 +396,7 @@ ERRORS: list[tuple[str, str, int | None, str | None, str | None, str]] = [
     ("duplicate section", MODEL + INPUT + FC + "[FC]\ntype = flatten\n", 10, "FC", None, "first at line 7"),
     ("duplicate key", MODEL + INPUT + FC + "Unit = 4\n", 10, "fc", "unit", "first at line 9"),
     ("syntax", MODEL + INPUT + "just some words\n", 7, None, None, "expected 'key = value'"),
+    ("empty layer name", MODEL + "[]\ntype = input\ninput_shape = 3\n", 4, "", None, "non-empty"),
     ("malformed header", MODEL + "[in\ntype = input\n", 4, None, None, "malformed section header"),
     ("key before sections", "type = input\n" + MODEL, 1, None, "type", "before any [section]"),
     ("empty value", MODEL + INPUT + FC + "activation =\n", 10, "fc", "activation", "empty"),
@@ -662,3 +663,64 @@ def test_read_model_file_gives_training_settings() -> None:
     assert loaded.save_path == DATA / "model.bin"
     assert loaded.train_data is None and loaded.valid_data is None and loaded.test_data is None
     assert loaded.optimizer is loaded.model.optimizer
+
+
+# -- backbones ----------------------------------------------------------------------------------
+
+
+def test_nntrainer_backbone_file(tmp_path: Path) -> None:
+    """NNTrainer's own backbone test model, with the file it includes under its name."""
+    (tmp_path / "simple_fc.ini").write_text((DATA / "nntrainer_simple_fc.ini").read_text())
+    main = write(tmp_path, (DATA / "nntrainer_simple_fc_backbone.ini").read_text(), "bb.ini")
+    desc = read_ini(main)
+    assert [layer.name for layer in desc.layers] == ["fc0/input", "fc0", "flat"]
+    assert shapes(desc)["flat"] == (2,)
+
+
+BACKBONE = "[Model]\nbatch_size = 3\n[Optimizer]\ntype = sgd\n" + INPUT + FC  # ignored parts
+
+
+def test_backbone_trainable_and_nesting(tmp_path: Path) -> None:
+    write(tmp_path, BACKBONE, "inner.ini")
+    write(tmp_path, "[block]\nbackbone = inner.ini\n[flat]\ntype = flatten\n", "middle.ini")
+    text = (
+        MODEL
+        + "[b]\nbackbone = middle.ini\ntrainable = false\n[out]\ntype = fully_connected\nunit = 2\n"
+    )
+    desc = read_ini(write(tmp_path, text))
+    assert [layer.name for layer in desc.layers] == ["in", "fc", "flat", "out"]
+    assert [layer.trainable for layer in desc.layers] == [False, False, False, True]
+    assert desc.batch_size == 4 and desc.optimizer is None  # the backbone's [Model] is ignored
+
+
+def test_backbone_errors(tmp_path: Path) -> None:
+    def fails(text: str) -> ModelFileError:
+        with pytest.raises(ModelFileError) as info:
+            read_ini(write(tmp_path, text))
+        return info.value
+
+    main = str(tmp_path / "model.ini")
+    err = fails(MODEL + "[b]\nbackbone = missing.ini\n")
+    assert (err.path, err.line, err.key) == (main, 5, "backbone") and "cannot use" in str(err)
+    err = fails(MODEL + "[b]\nbackbone = net.tflite\n")
+    assert (err.line, err.key) == (5, "backbone") and "only .ini" in str(err)
+    err = fails(MODEL + "[b]\nbackbone = model.ini\n")
+    assert "includes itself" in str(err)
+    write(tmp_path, "[a]\nbackbone = model.ini\n", "loop.ini")
+    err = fails(MODEL + "[b]\nbackbone = loop.ini\n")
+    assert (err.path, "includes itself") == (str(tmp_path / "loop.ini"), "includes itself")
+    write(tmp_path, INPUT + "oops\n", "broken.ini")
+    err = fails(MODEL + "[b]\nbackbone = broken.ini\n")
+    assert (err.path, err.line) == (str(tmp_path / "broken.ini"), 4)
+    write(tmp_path, INPUT + FC, "inner.ini")
+    err = fails(MODEL + "[b]\nbackbone = inner.ini\n" + FC)
+    assert (err.path, err.line, err.section) == (main, 6, "fc") and "defined twice" in str(err)
+    err = fails(MODEL + "[b]\nbackbone = inner.ini\ninput_shape = 1:1:7\n")
+    assert (err.line, err.key) == (6, "input_shape")
+    err = fails(MODEL + "[b]\nbackbone = inner.ini\ntype = flatten\n")
+    assert (err.line, err.key) == (5, "backbone")
+    write(tmp_path, INPUT + FC + "[l]\ntype = mse\n", "lossy.ini")
+    err = fails(MODEL + "[b]\nbackbone = lossy.ini\n")
+    assert (err.path, err.section) == (str(tmp_path / "lossy.ini"), "l")
+    err = fails(MODEL + "[b]\nbackbone = inner.ini\nunit = 3\n")
+    assert (err.line, err.key) == (6, "unit")

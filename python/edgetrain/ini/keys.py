@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +122,15 @@ def parse_shape(text: str, key: str = "input_shape") -> tuple[int, ...]:
             f"{key} must be 1 to 4 positive integers like 3:32:32, got {text!r}", key=key
         )
     return tuple(dims[1:] if len(dims) == 4 else dims)
+
+
+def squeeze(shape: Sequence[int]) -> tuple[int, ...]:
+    """A shape without leading 1s, for comparing NNTrainer's always-4-D shapes with
+    edgetrain's: ``1:1:100`` is ``(100,)``."""
+    dims = list(shape)
+    while len(dims) > 1 and dims[0] == 1:
+        dims.pop(0)
+    return tuple(dims)
 
 
 def format_shape_value(shape: Any) -> str:

@@ -18,6 +18,7 @@ from ..layers.base import Layer
 from ..layers.input import Input
 from ..losses import LOSSES, make_loss
 from . import keys
+from .backbone import LayerSection
 from .description import ModelDescription
 from .reader import Reader
 from .text import IniSection
@@ -57,11 +58,7 @@ def _file_key(edgetrain_key: str | None, section: IniSection) -> str | None:
 def _layer_class(reader: Reader, section: IniSection) -> type[Layer]:
     text = section.get("type")
     if text is None:
-        if "backbone" in section.entries:
-            reader.fail(
-                "backbone sections (models inside models) are not supported", section, "backbone"
-            )
-        reader.fail("a layer section needs a 'type'", section)
+        reader.fail("a layer section needs a 'type' (or a 'backbone')", section)
     kind = keys.TYPE_ALIASES.get(text.lower(), text.lower())
     if kind in LAYER_TYPES:
         return LAYER_TYPES[kind]
@@ -76,8 +73,9 @@ def _layer_class(reader: Reader, section: IniSection) -> type[Layer]:
     reader.fail(f"unknown layer type {text!r} (known: {known})", section, "type")
 
 
-def _read_layer(reader: Reader, section: IniSection, inputs: list[str] | None) -> _LayerDraft:
+def _read_layer(reader: Reader, source: LayerSection, inputs: list[str] | None) -> _LayerDraft:
     """One layer from its section; ``inputs`` are its resolved ``input_layers``."""
+    section = source.section
     cls = _layer_class(reader, section)
     params = keys.layer_keywords(cls)
     kwargs: dict[str, Any] = {"name": section.name}
@@ -125,6 +123,8 @@ def _read_layer(reader: Reader, section: IniSection, inputs: list[str] | None) -
                 section,
                 key,
             )
+    if source.trainable is not None:
+        kwargs["trainable"] = source.trainable
     for name, param in params.items():
         if param.default is inspect.Parameter.empty and name not in kwargs:
             reader.fail(f"a {cls.type_name} layer needs '{_nntrainer_name(name, params)}'", section)
@@ -138,8 +138,8 @@ def _read_layer(reader: Reader, section: IniSection, inputs: list[str] | None) -
         return _LayerDraft(section, [layer])
     if inputs is not None:
         return _LayerDraft(section, [layer], expected_shape=shape)
-    source = Input(shape=shape, name=input_layer_name(section.name))
-    return _LayerDraft(section, [source, layer])
+    data = Input(shape=shape, name=input_layer_name(section.name))
+    return _LayerDraft(section, [data, layer])
 
 
 def _nntrainer_name(keyword: str, params: dict[str, inspect.Parameter]) -> str:
@@ -164,31 +164,40 @@ def _split_port(ref: str) -> tuple[str, str]:
 
 
 def read_layers(
-    reader: Reader, sections: list[IniSection]
+    reader: Reader, sections: list[LayerSection]
 ) -> tuple[list[_LayerDraft], IniSection | None]:
-    """Every layer section in file order; a trailing loss section is returned apart."""
+    """Every layer section in model order; a trailing loss section is returned apart."""
     loss: IniSection | None = None
-    layer_sections: list[IniSection] = []
-    for section in sections:
-        kind = (section.get("type") or "").lower()
+    layer_sections: list[LayerSection] = []
+    seen: dict[str, IniSection] = {}
+    for source in sections:
+        section = source.section
         if loss is not None:
             reader.fail(f"the loss section [{loss.name}] must be the last layer section", section)
-        if kind in keys.LOSS_SECTION_TYPES:
+        if section.key in seen:
+            first = seen[section.key]
+            reader.fail(
+                f"layer '{section.name}' is defined twice (first at {first.path}:{first.line})",
+                section,
+            )
+        seen[section.key] = section
+        if (section.get("type") or "").lower() in keys.LOSS_SECTION_TYPES:
             loss = section
         else:
-            layer_sections.append(section)
+            layer_sections.append(source)
     if not layer_sections:
         reader.fail("the file has no layer sections", loss)
-    names = {s.key: s.name for s in layer_sections}
-    for section in layer_sections:
+    names = {s.section.key: s.section.name for s in layer_sections}
+    for source in layer_sections:
+        section = source.section
         if section.get("input_shape") and "input_layers" not in section.entries:
             names.setdefault(input_layer_name(section.name).lower(), input_layer_name(section.name))
     drafts: list[_LayerDraft] = []
-    for section in layer_sections:
-        inputs = _resolve_inputs(reader, section, names, loss)
-        drafts.append(_read_layer(reader, section, inputs))
+    for source in layer_sections:
+        inputs = _resolve_inputs(reader, source.section, names, loss)
+        drafts.append(_read_layer(reader, source, inputs))
     if loss is not None:
-        _check_loss_section(reader, loss, layer_sections[-1], names)
+        _check_loss_section(reader, loss, layer_sections[-1].section, names)
     return drafts, loss
 
 
@@ -272,11 +281,12 @@ def resolve_loss(
     return make_loss(name).type_name
 
 
-def _named_section(reader: Reader, message: str) -> IniSection | None:
+def _named_section(drafts: list[_LayerDraft], message: str) -> IniSection | None:
     """The first layer section a graph error message quotes (``'name'`` or
     ``'name/activation'``), to point at its line."""
+    by_key = {d.section.key: d.section for d in drafts}
     for quoted in re.findall(r"'([^']+)'", message):
-        section = reader.by_key.get(quoted.split("/")[0].lower())
+        section = by_key.get(quoted.split("/")[0].lower())
         if section is not None:
             return section
     return None
@@ -288,22 +298,14 @@ def check_graph(reader: Reader, drafts: list[_LayerDraft], desc: ModelDescriptio
     try:
         graph = build_graph(desc.layers, 1, make_loss(desc.loss) if desc.loss else None)
     except (ShapeError, ConfigError) as err:
-        reader.fail(f"the model does not build: {err}", _named_section(reader, str(err)))
+        reader.fail(f"the model does not build: {err}", _named_section(drafts, str(err)))
     for draft in drafts:
         if draft.expected_shape is None:
             continue
         layer = draft.layers[-1]
         assert layer.name is not None
         got = [graph.shape_of(p)[1:] for p in graph.node(layer.name).inputs]
-        if any(_squeeze(s) != _squeeze(draft.expected_shape) for s in got):
+        if any(keys.squeeze(s) != keys.squeeze(draft.expected_shape) for s in got):
             shown = ", ".join(keys.format_shape_value(s) for s in got)
             reader.fail(f"input_shape is {keys.format_shape_value(draft.expected_shape)} but the layer "
                         f"receives {shown}", draft.section, "input_shape")  # fmt: skip
-
-
-def _squeeze(shape: Sequence[int]) -> tuple[int, ...]:
-    """A shape without leading 1s: NNTrainer's ``1:1:100`` is edgetrain's ``(100,)``."""
-    dims = list(shape)
-    while len(dims) > 1 and dims[0] == 1:
-        dims.pop(0)
-    return tuple(dims)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import keys
+from .backbone import expand_backbones
 from .description import ModelDescription, ModelFile
 from .layers import check_graph, read_layers, resolve_loss
 from .reader import Reader
@@ -32,7 +33,7 @@ def read_ini(path: PathLike) -> ModelDescription:
     layer_sections = [s for s in reader.sections if s.key not in keys.DEDICATED_SECTIONS]
     if not layer_sections:
         reader.fail("the file has no layer sections")
-    drafts, loss_section = read_layers(reader, layer_sections)
+    drafts, loss_section = read_layers(reader, expand_backbones(reader, layer_sections))
     desc.layers = [layer for draft in drafts for layer in draft.layers]
     desc.loss = resolve_loss(reader, model, written_loss, loss_section, desc.layers)
     check_graph(reader, drafts, desc)

@@ -28,7 +28,7 @@ class Reader:
             line = entry.line if entry is not None else section.line
         raise ModelFileError(
             message,
-            path=self.path,
+            path=section.path if section is not None and section.path is not None else self.path,
             line=line,
             section=section.name if section is not None else None,
             key=key if section is not None and key in section.entries else None,
@@ -54,7 +54,9 @@ class Reader:
                 known = ", ".join(sorted(allowed))
                 self.fail(f"unknown key '{key}' for {what} (known: {known})", section, key)
 
-    def resolve(self, text: str) -> Path:
-        """A path as NNTrainer resolves it: relative to the model file's directory."""
+    def resolve(self, text: str, section: IniSection | None = None) -> Path:
+        """A path as NNTrainer resolves it: relative to the directory of the model file
+        (of the file ``section`` is in, for a backbone)."""
         path = Path(text)
-        return path if path.is_absolute() else self.path.parent / path
+        base = section.path if section is not None and section.path is not None else self.path
+        return path if path.is_absolute() else base.parent / path

@@ -22,7 +22,7 @@ _MODEL_KEYS = (
     "loss_scale",
 )  # fmt: skip
 #: old-style optimizer keys of ``[Model]`` (NNTrainer's deprecated form)
-_MODELOPTIMIZER_KEYS = (
+_MODEL_OPTIMIZER_KEYS = (
     "optimizer",
     "learning_rate",
     "decay_rate",
@@ -43,7 +43,7 @@ def read_model(reader: Reader, section: IniSection | None, desc: ModelDescriptio
     """Fill ``desc`` from ``[Model]``; returns the loss as written (resolved later)."""
     if section is None:
         return None
-    reader.check_keys(section, _MODEL_KEYS + _MODELOPTIMIZER_KEYS, "the [Model] section")
+    reader.check_keys(section, _MODEL_KEYS + _MODEL_OPTIMIZER_KEYS, "the [Model] section")
     for new, old in _SWAP_ALIASES.items():
         if new in section.entries and old in section.entries:
             reader.fail(f"'{new}' and '{old}' are the same setting; give one", section, new)
@@ -203,7 +203,7 @@ def read_optimizer(
         if scheduler is not None:
             reader.fail("a learning-rate scheduler needs an [Optimizer] section", scheduler)
         if model is not None:
-            for key in _MODELOPTIMIZER_KEYS[1:]:
+            for key in _MODEL_OPTIMIZER_KEYS[1:]:
                 if key in model.entries:
                     reader.fail(
                         f"'{key}' has no optimizer to apply to: add an [Optimizer] section",
@@ -217,7 +217,7 @@ def read_optimizer(
         if source is None:
             continue
         for key in source.entries:
-            if key in _MODELOPTIMIZER_KEYS[1:] or (source is section and key != "type"):
+            if key in _MODEL_OPTIMIZER_KEYS[1:] or (source is section and key != "type"):
                 sources.setdefault(key, source)
     type_source = section if section is not None else model
     assert type_source is not None

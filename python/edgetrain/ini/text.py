@@ -36,6 +36,8 @@ class IniSection:
     name: str
     line: int
     entries: dict[str, IniEntry] = field(default_factory=dict)
+    #: the file the section is in (a backbone's sections are in another file)
+    path: Path | None = None
 
     @property
     def key(self) -> str:
@@ -82,9 +84,9 @@ def parse_ini(text: str, path: PathLike) -> list[IniSection]:
             continue
         if line.startswith("["):
             match = _SECTION.match(line)
-            name = match.group(1).strip() if match else ""
-            if not match or not name:
+            if not match:
                 raise ModelFileError(f"malformed section header {line!r}", path=path, line=start)
+            name = match.group(1).strip()  # may be empty: NNTrainer's backbone files use "[]"
             if name.lower() in by_key:
                 first = by_key[name.lower()]
                 raise ModelFileError(
@@ -93,7 +95,7 @@ def parse_ini(text: str, path: PathLike) -> list[IniSection]:
                     line=start,
                     section=name,
                 )
-            current = IniSection(name, start)
+            current = IniSection(name, start, path=path)
             sections.append(current)
             by_key[name.lower()] = current
             continue
