@@ -27,3 +27,17 @@ def test_activation_backward_matches_finite_differences(kind: str) -> None:
     x = rng.normal(size=(3, 2, 5))
     x[np.abs(x) < 1e-3] = 0.5
     check_layer_gradients(L.Activation(kind, name="act"), [x.shape], inputs=[x])
+
+
+@pytest.mark.parametrize(("text", "expected"), [("false", False), ("true", True), ("0", False)])
+def test_bias_and_trainable_accept_model_file_words(text: str, expected: bool) -> None:
+    layer = L.FullyConnected(unit=2, bias=text, trainable=text)
+    assert layer.bias is expected
+    assert layer.trainable is expected
+
+
+def test_bias_refuses_words_that_are_not_flags() -> None:
+    from edgetrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bias must be true or false"):
+        L.FullyConnected(unit=2, bias="maybe")

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError, ShapeError
 from ..tensors import Shape, format_shape
+from .properties import parse_flag
 
 Array = NDArray[Any]
 
@@ -174,7 +175,7 @@ class Layer(abc.ABC):
         self.input_layers: list[str] | None = (
             list(input_layers) if input_layers is not None else None
         )
-        self.trainable = bool(trainable)
+        self.trainable = parse_flag(trainable, "trainable")
         self.activation = activation.lower() if activation else None
         regularizer = (weight_regularizer or "none").strip().lower()
         if regularizer not in REGULARIZERS:

@@ -28,6 +28,7 @@ from .base import (
     int_pair,
     positive_int,
 )
+from .properties import parse_flag
 from .window import (
     PaddingSpec,
     Window,
@@ -42,18 +43,6 @@ from .window import (
 _FORWARD = frozenset({StepKind.FORWARD})
 _GRADIENT = frozenset({StepKind.CALC_GRADIENT})
 _DERIVATIVE = frozenset({StepKind.CALC_DERIVATIVE})
-
-
-def parse_flag(value: Any, key: str) -> bool:
-    """A boolean property given as a bool or a model-file word (true/false, 1/0, yes/no)."""
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in ("true", "1", "yes", "on"):
-        return True
-    if word in ("false", "0", "no", "off"):
-        return False
-    raise ConfigError(f"{key} must be true or false, got {value!r}", key=key)
 
 
 class Conv2D(Layer):

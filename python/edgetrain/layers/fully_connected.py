@@ -10,6 +10,7 @@ import numpy as np
 from ..initializers import check_initializer
 from ..tensors import Shape
 from .base import Layer, LayerContext, LayerSetup, Operand, WeightSpec, positive_int
+from .properties import parse_flag
 
 
 class FullyConnected(Layer):
@@ -34,7 +35,7 @@ class FullyConnected(Layer):
     ) -> None:
         super().__init__(**common)
         self.unit = positive_int(unit, "unit")
-        self.bias = bool(bias)
+        self.bias = parse_flag(bias, "bias")
         self.weight_initializer = check_initializer(weight_initializer, "weight_initializer")
         self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
 

@@ -80,3 +80,15 @@ def resolve_axis(axis: int, rank: int) -> int | None:
     ``None`` when it is the batch axis or outside the shape."""
     resolved = axis + rank if axis < 0 else axis
     return resolved if 0 < resolved < rank else None
+
+
+def parse_flag(value: Any, key: str) -> bool:
+    """A boolean property given as a bool or a model-file word (true/false, 1/0, yes/no)."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in ("true", "1", "yes", "on"):
+        return True
+    if word in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {value!r}", key=key)
