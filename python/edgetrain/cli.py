@@ -216,10 +216,7 @@ def _named_or_raw(text: str, model: Model) -> Dataset:
 
 
 def _raw(path: Path, model: Model) -> RawFileDataset:
-    """A raw data file laid out for the model's inputs and output."""
-    inputs = [n.output_shapes[0][1:] for n in model.graph.input_nodes()]
-    output = model.program.tensors[model.program.output].shape[1:]
-    return RawFileDataset(path, inputs, output)
+    return RawFileDataset.for_model(path, model)
 
 
 # -- model files ---------------------------------------------------------------------------

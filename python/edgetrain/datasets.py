@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,6 +18,9 @@ from numpy.typing import NDArray
 from .data import ArrayDataset, as_input_list
 from .errors import DataError
 from .tensors import Shape, format_shape
+
+if TYPE_CHECKING:
+    from .model import Model
 
 Array = NDArray[Any]
 
@@ -93,6 +96,13 @@ class RawFileDataset:
         if count == 0:
             raise DataError(f"data file {self.path} is empty: no samples to train on")
         self._rows: Array = np.memmap(self.path, dtype=RAW_VALUE, mode="r", shape=(count, self.sample_values))
+
+    @classmethod
+    def for_model(cls, path: str | os.PathLike[str], model: Model) -> RawFileDataset:
+        """The file laid out for a compiled model: its inputs' shapes, then its output's."""
+        inputs = [node.output_shapes[0][1:] for node in model.graph.input_nodes()]
+        program = model.program
+        return cls(path, inputs, program.tensors[program.output].shape[1:])
 
     def _layout(self) -> str:
         parts = [f"input {format_shape(s)}" for s in self.input_shapes]

@@ -152,7 +152,7 @@ def test_fit_on_a_raw_file_matches_fit_on_the_same_arrays(tmp_path: Path) -> Non
     x = x.reshape(16, 6)
     write_raw_file(tmp_path / "train.dat", x, y)
     by_file, by_array = _model(), _model()
-    h_file = by_file.fit(RawFileDataset(tmp_path / "train.dat", [(6,)], (4,)), epochs=2)
+    h_file = by_file.fit(RawFileDataset.for_model(tmp_path / "train.dat", by_file), epochs=2)
     h_array = by_array.fit(x, y, epochs=2)
     np.testing.assert_allclose(h_file.loss, h_array.loss, rtol=1e-6)
     for name, value in by_file.get_weights().items():
