@@ -264,3 +264,41 @@ def test_saving_nntrainer_weights_gives_back_its_bytes(tmp_path: Path) -> None:
     model.save(tmp_path / "again.bin")
     original = (NNTRAINER / "model.bin").read_bytes()
     assert (tmp_path / "again.bin").read_bytes() == original[:-8]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name descriptors")
+def test_atomic_write_syncs_the_file_and_the_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    save_weights(tmp_path / "w.bin", {"a": np.ones(3)})
+    assert len(synced) == 2
+    assert Path(synced[0]).parent == tmp_path and Path(synced[0]).name.startswith(".w.bin.")
+    assert Path(synced[1]) == tmp_path
+
+
+def test_failed_rename_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "w.npz"
+    save_weights(target, {"a": np.ones(3)})
+    before = target.read_bytes()
+
+    def refuse(src: str, dst: str) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(SaveError, match="Permission denied"):
+        save_weights(target, {"a": np.zeros(3)})
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    save_weights(tmp_path / "w.bin", {"a": np.ones(1)})
+    assert (tmp_path / "w.bin").stat().st_mode & 0o777 == 0o666 & ~umask
