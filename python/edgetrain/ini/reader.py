@@ -56,7 +56,8 @@ class Reader:
 
     def resolve(self, text: str, section: IniSection | None = None) -> Path:
         """A path as NNTrainer resolves it: relative to the directory of the model file
-        (of the file ``section`` is in, for a backbone)."""
+        (of the file ``section`` is in, for a backbone); made absolute, so that it means
+        the same when written into a file elsewhere."""
         path = Path(text)
         base = section.path if section is not None and section.path is not None else self.path
-        return path if path.is_absolute() else base.parent / path
+        return path if path.is_absolute() else (base.parent / path).absolute()
