@@ -230,8 +230,13 @@ class Model:
     def plan(self, planner: str | None = None) -> MemoryPlan:
         """The memory plan of the compiled program (the training one when there is an
         optimizer) with ``planner``, by default the one compiled with (greedy_by_size
-        when compiled without a planner)."""
-        return plan_memory(self.program, planner or self.planner or "greedy_by_size")
+        when compiled without a planner): the very plan the arena runs when it matches."""
+        chosen = planner or self.planner or "greedy_by_size"
+        executor = self._train or self._inference.get(self.batch_size)
+        if executor is not None and isinstance(executor.store, ArenaStore):
+            if executor.store.plan.planner == chosen:
+                return executor.store.plan
+        return plan_memory(self.program, chosen)
 
     def _classifies(self) -> bool:
         return self.loss_name is not None and not isinstance(self._new_loss(), MeanSquaredError)
