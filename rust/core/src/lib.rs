@@ -1,5 +1,17 @@
 //! edgetrain's engine, free of Python so that it tests with `cargo test` alone
 //! and can sit behind other fronts (C, Android) later.
+//!
+//! The kernels work on `f32` slices in NCHW, row-major order. They never allocate
+//! tensors: every buffer, scratch included, comes from the caller (later, the arena the
+//! memory planner lays out). Each validates its slices against the shapes it is given
+//! and returns [`Result`] instead of panicking.
+
+pub mod error;
+pub mod gemm;
+pub mod kernels;
+pub mod optim;
+
+pub use error::{Dims, Error, Result};
 
 /// The crate version, which the Python package checks against its own.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

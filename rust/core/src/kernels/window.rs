@@ -1,0 +1,240 @@
+//! Sliding-window geometry shared by convolution and pooling, and the im2col / col2im
+//! rearrangements (`python/edgetrain/layers/window.py`).
+//!
+//! A window position `(oh, ow)` reads input cell `(oh * sh + i * dh - top,
+//! ow * sw + j * dw - left)` for tap `(i, j)`; cells outside the map are padding.
+
+use crate::error::{check_len, invalid, Result};
+
+/// Explicit padding of the two spatial axes; `same` is resolved by the caller (the
+/// Python spec's `resolve_window`), so uneven amounts arrive here as numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Padding {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+impl Padding {
+    /// The same amount on every side.
+    pub fn uniform(amount: usize) -> Self {
+        Padding {
+            top: amount,
+            bottom: amount,
+            left: amount,
+            right: amount,
+        }
+    }
+}
+
+/// One sliding window over an `input[0] x input[1]` (H x W) map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window2d {
+    pub input: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    pub padding: Padding,
+}
+
+impl Window2d {
+    /// A `kernel` window with stride and dilation 1 and no padding.
+    pub fn new(input: [usize; 2], kernel: [usize; 2]) -> Self {
+        Window2d {
+            input,
+            kernel,
+            stride: [1, 1],
+            dilation: [1, 1],
+            padding: Padding::default(),
+        }
+    }
+
+    /// The span of the kernel on the input, dilation included.
+    pub fn effective_kernel(&self) -> [usize; 2] {
+        [0, 1].map(|a| (self.kernel[a] - 1) * self.dilation[a] + 1)
+    }
+
+    /// The input size with padding added.
+    pub fn padded(&self) -> [usize; 2] {
+        let p = self.padding;
+        [
+            self.input[0] + p.top + p.bottom,
+            self.input[1] + p.left + p.right,
+        ]
+    }
+
+    /// Checks the geometry for `op` and returns the output size `(OH, OW)`:
+    /// `(padded - effective_kernel) / stride + 1` per axis (a last partial window is dropped).
+    pub fn output(&self, op: &'static str) -> Result<[usize; 2]> {
+        for (what, pair) in [
+            ("kernel", self.kernel),
+            ("stride", self.stride),
+            ("dilation", self.dilation),
+        ] {
+            if pair.contains(&0) {
+                return Err(invalid(op, what, format!("{pair:?} must be positive")));
+            }
+        }
+        let p = self.padding;
+        let too_large = [
+            self.input[0],
+            p.top,
+            p.bottom,
+            self.input[1],
+            p.left,
+            p.right,
+        ]
+        .iter()
+        .chain(&self.kernel)
+        .chain(&self.dilation)
+        .any(|&v| v > u32::MAX as usize);
+        if too_large {
+            return Err(invalid(
+                op,
+                "window",
+                format!("{self:?} has a size above 2^32"),
+            ));
+        }
+        let (padded, span) = (self.padded(), self.effective_kernel());
+        if padded[0] < span[0] || padded[1] < span[1] {
+            return Err(invalid(
+                op,
+                "window",
+                format!(
+                    "input {:?} padded by {:?} is {:?}, smaller than the kernel span {:?}",
+                    self.input, self.padding, padded, span
+                ),
+            ));
+        }
+        Ok([0, 1].map(|a| (padded[a] - span[a]) / self.stride[a] + 1))
+    }
+
+    /// Whether the window reads every cell exactly once in order (1x1, stride 1, no
+    /// padding), so the column matrix of a map is the map itself.
+    pub fn is_identity(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == Padding::default()
+    }
+
+    /// The rows of the column matrix per input channel: `kh * kw`.
+    pub fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+}
+
+/// The outputs `o` in `[lo, hi)` of `0..out` whose input `o * stride + offset` lies in
+/// `0..size`; outside it the window reads padding.
+pub(crate) fn valid_outputs(
+    out: usize,
+    stride: usize,
+    offset: isize,
+    size: usize,
+) -> (usize, usize) {
+    let stride = stride as isize;
+    let ceil_div = |a: isize| if a <= 0 { 0 } else { (a + stride - 1) / stride };
+    let lo = ceil_div(-offset).min(out as isize) as usize;
+    let hi = ceil_div(size as isize - offset).min(out as isize) as usize;
+    (lo, hi.max(lo))
+}
+
+/// The offset of tap `tap` on axis `axis`: input index = `o * stride + offset`.
+fn tap_offset(w: &Window2d, axis: usize, tap: usize) -> isize {
+    let before = if axis == 0 {
+        w.padding.top
+    } else {
+        w.padding.left
+    };
+    (tap * w.dilation[axis]) as isize - before as isize
+}
+
+/// The column matrix of one sample: `x (C, H, W)` into `col (C*kh*kw, OH*OW)`, row
+/// `(c, i, j)` (the weight's `(in, kh, kw)` order), column `(oh, ow)`; padding reads 0.
+pub fn im2col(window: &Window2d, channels: usize, x: &[f32], col: &mut [f32]) -> Result<()> {
+    const OP: &str = "im2col";
+    let [oh, ow] = window.output(OP)?;
+    let [h, w] = window.input;
+    check_len(OP, "x", [channels, h, w], x.len())?;
+    check_len(OP, "col", [channels * window.taps(), oh * ow], col.len())?;
+    for_each_tap_row(window, channels, |plane, i, j, row| {
+        let map = &x[plane * h * w..(plane + 1) * h * w];
+        let rows = &mut col[row * oh * ow..(row + 1) * oh * ow];
+        gather_tap(window, map, [i, j], [oh, ow], rows);
+    });
+    Ok(())
+}
+
+/// The adjoint of [`im2col`]: every column entry added back onto the input cell it was
+/// read from, overwriting `x (C, H, W)`; entries read from padding are dropped.
+pub fn col2im(window: &Window2d, channels: usize, col: &[f32], x: &mut [f32]) -> Result<()> {
+    const OP: &str = "col2im";
+    let [oh, ow] = window.output(OP)?;
+    let [h, w] = window.input;
+    check_len(OP, "col", [channels * window.taps(), oh * ow], col.len())?;
+    check_len(OP, "x", [channels, h, w], x.len())?;
+    x.fill(0.0);
+    for_each_tap_row(window, channels, |plane, i, j, row| {
+        let map = &mut x[plane * h * w..(plane + 1) * h * w];
+        let rows = &col[row * oh * ow..(row + 1) * oh * ow];
+        scatter_tap(window, rows, [i, j], [oh, ow], map);
+    });
+    Ok(())
+}
+
+/// Calls `visit(channel, i, j, row)` for every row of the column matrix, in order.
+fn for_each_tap_row(
+    window: &Window2d,
+    channels: usize,
+    mut visit: impl FnMut(usize, usize, usize, usize),
+) {
+    let [kh, kw] = window.kernel;
+    for c in 0..channels {
+        for i in 0..kh {
+            for j in 0..kw {
+                visit(c, i, j, (c * kh + i) * kw + j);
+            }
+        }
+    }
+}
+
+/// `rows (OH*OW)` = the cells tap `(i, j)` reads from one map, zero where it reads padding.
+fn gather_tap(window: &Window2d, map: &[f32], tap: [usize; 2], out: [usize; 2], rows: &mut [f32]) {
+    let [h, w] = window.input;
+    let [sh, sw] = window.stride;
+    let (off_h, off_w) = (tap_offset(window, 0, tap[0]), tap_offset(window, 1, tap[1]));
+    let (h_lo, h_hi) = valid_outputs(out[0], sh, off_h, h);
+    let (w_lo, w_hi) = valid_outputs(out[1], sw, off_w, w);
+    for (o, row) in rows.chunks_exact_mut(out[1]).enumerate() {
+        if o < h_lo || o >= h_hi {
+            row.fill(0.0);
+            continue;
+        }
+        let line = &map[(o as isize * sh as isize + off_h) as usize * w..][..w];
+        row[..w_lo].fill(0.0);
+        row[w_hi..].fill(0.0);
+        let first = (w_lo as isize * sw as isize + off_w) as usize;
+        if sw == 1 {
+            row[w_lo..w_hi].copy_from_slice(&line[first..first + (w_hi - w_lo)]);
+        } else {
+            for (k, v) in row[w_lo..w_hi].iter_mut().enumerate() {
+                *v = line[first + k * sw];
+            }
+        }
+    }
+}
+
+/// `map += ` the entries of `rows (OH*OW)` at the cells tap `(i, j)` read.
+fn scatter_tap(window: &Window2d, rows: &[f32], tap: [usize; 2], out: [usize; 2], map: &mut [f32]) {
+    let [h, w] = window.input;
+    let [sh, sw] = window.stride;
+    let (off_h, off_w) = (tap_offset(window, 0, tap[0]), tap_offset(window, 1, tap[1]));
+    let (h_lo, h_hi) = valid_outputs(out[0], sh, off_h, h);
+    let (w_lo, w_hi) = valid_outputs(out[1], sw, off_w, w);
+    for o in h_lo..h_hi {
+        let row = &rows[o * out[1]..(o + 1) * out[1]];
+        let line = &mut map[(o as isize * sh as isize + off_h) as usize * w..][..w];
+        let first = (w_lo as isize * sw as isize + off_w) as usize;
+        for (k, &v) in row[w_lo..w_hi].iter().enumerate() {
+            line[first + k * sw] += v;
+        }
+    }
+}
