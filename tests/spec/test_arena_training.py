@@ -11,6 +11,7 @@ import pytest
 from edgetrain import Model
 from edgetrain import layers as L
 from edgetrain.planning import ArenaStore, SharingRule, check_plan
+from edgetrain.optimizers import SGD
 from planning_models import BUILDERS, _convnet, _mlp
 
 def _data(input_shape: tuple[int, ...], loss: str, model: Model, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,3 +139,28 @@ def test_unknown_planner_is_a_config_error() -> None:
     layers, loss, _, optimizer = _mlp()
     with pytest.raises(ConfigError, match="unknown planner 'best'.*greedy_by_size"):
         Model(layers, loss=loss).compile(optimizer(), planner="best")
+
+
+def test_zero_filled_derivative_of_a_dangling_output_in_a_poisoned_arena() -> None:
+    def build() -> Model:
+        layers = [
+            L.Input(shape=(5,), name="x"),
+            L.FullyConnected(unit=4, activation="relu", name="trunk"),
+            L.FullyConnected(unit=3, name="dangling", input_layers="trunk"),  # nobody reads it
+            L.FullyConnected(unit=2, name="head", input_layers="trunk"),
+        ]
+        return Model(layers, loss="mse")
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 5)).astype(np.float32)
+    y = rng.random(size=(4, 2)).astype(np.float32)
+    runs = []
+    for planner, poison in ((None, False), ("greedy_by_size", True)):
+        model = build()
+        model.compile(SGD(0.1), batch_size=4, planner=planner, debug_poison=poison)
+        assert any("dangling:output:grad" in s.zero_fill for s in model.program.steps)
+        runs.append(([model.train_step(x, y) for _ in range(3)], model.get_weights()))
+    assert runs[0][0] == runs[1][0]
+    for key, value in runs[0][1].items():
+        np.testing.assert_array_equal(runs[1][1][key], value)
+    np.testing.assert_array_equal(runs[1][1]["dangling:weight"], runs[0][1]["dangling:weight"])

@@ -188,3 +188,22 @@ def test_plans_are_deterministic() -> None:
     again = Model(layers, loss=loss)
     again.compile(optimizer(), batch_size=2)
     assert again.plan().to_json() == first
+
+
+def test_planners_reproduce_the_stored_offsets() -> None:
+    """tests/data/plans/planner_cases.json (made by make_plan_goldens.py beside it) is what
+    the Rust core replays; the planners must keep producing exactly these offsets."""
+    import json
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parents[1] / "data" / "plans" / "planner_cases.json").read_text())
+    assert data["alignment"] == ALIGNMENT and len(data["cases"]) >= 20
+    for case in data["cases"]:
+        blocks = [Block(n, size, first, last, index) for n, size, first, last, index in case["blocks"]]
+        assert lower_bound(blocks, case["orders"])[0] == case["lower_bound"], case["name"]
+        for name, expected in case["offsets"].items():
+            offsets = get_planner(name).place(blocks)
+            assert [offsets[b.name] for b in blocks] == expected, (case["name"], name)
+            assert arena_size(blocks, offsets) == case["arena"][name]
+        if case["name"] in ("vgg16_train", "resnet18_train", "vgg16_infer", "resnet18_infer"):
+            assert case["arena"]["greedy_by_size"] <= 1.05 * case["lower_bound"], case["name"]
