@@ -9,6 +9,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -18,8 +19,11 @@ from pathlib import Path
 from . import __version__
 from .data import ArrayDataset, Dataset, split_dataset
 from .datasets import NAMED_DATASETS, RawFileDataset, load_named
-from .errors import ConfigError, DataError, EdgetrainError
+from .errors import ConfigError, DataError, EdgetrainError, SaveError
 from .model import Model
+from .planning import PLANNERS
+from .planning.chart import draw_plan
+from .planning.report import plan_json, render_plan
 from .progress import MemoryWatch, ProgressBar
 from .weights_io import check_save_path
 
@@ -90,6 +94,57 @@ def _summary_arguments(parser: argparse.ArgumentParser) -> None:
 def summary(args: argparse.Namespace) -> int:
     setup = open_model_file(args.model, batch_size=args.batch_size)
     print(setup.model.summary())
+    return 0
+
+
+# -- plan --------------------------------------------------------------------------------
+
+
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    _model_argument(parser)
+    parser.add_argument(
+        "--planner",
+        default="greedy_by_size",
+        help=f"planner placing the tensors ({', '.join(PLANNERS)}; default greedy_by_size)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, help="batch size (default: the model file's)"
+    )
+    parser.add_argument(
+        "--inference", action="store_true", help="plan the forward pass only (no training)"
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the plan as JSON ('-': stdout only)"
+    )
+    parser.add_argument(
+        "--chart", type=Path, metavar="FILE", help="draw the arena (.png/.svg/.pdf; matplotlib)"
+    )
+    parser.add_argument(
+        "--brief", action="store_true", help="totals only, not every execution order"
+    )
+
+
+@command("plan", "show where every tensor lives in the arena, per execution order", _plan_arguments)
+def plan(args: argparse.Namespace) -> int:
+    setup = open_model_file(args.model, batch_size=args.batch_size, training=not args.inference)
+    model = setup.model
+    memory = model.plan(args.planner)
+    mode = "inference" if args.inference else "training"
+    what = f"{args.model.name}: {mode}, batch size {model.batch_size}"
+    if args.chart is not None:
+        draw_plan(memory, args.chart, title=what)
+    data = plan_json(
+        memory, model=str(args.model), batch_size=model.batch_size, training=not args.inference
+    )
+    if args.json is not None and str(args.json) == "-":
+        print(json.dumps(data, indent=1))
+        return 0
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(data, indent=1) + "\n")
+        except OSError as err:
+            raise SaveError(f"cannot write {args.json}: {err.strerror or err}") from None
+    print(render_plan(memory, title=f"memory plan of {what}, {model.dtype}", orders=not args.brief))
     return 0
 
 
