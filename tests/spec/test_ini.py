@@ -244,6 +244,12 @@ activation = ReLU
     assert desc.layers[0].config() == {"shape": (1, 1, 6)}
 
 
+def test_byte_order_mark_and_crlf(tmp_path: Path) -> None:
+    path = tmp_path / "bom.ini"
+    path.write_bytes(b"\xef\xbb\xbf" + (MODEL + INPUT).replace("\n", "\r\n").encode())
+    assert read_ini(path).batch_size == 4
+
+
 def test_parse_keeps_line_numbers() -> None:
     sections = parse_ini("\n[a]\nx = 1\n\n[b]\ny = 2 # c\n", "mem.ini")
     assert [(s.name, s.line) for s in sections] == [("a", 2), ("b", 5)]

@@ -55,7 +55,7 @@ NNTRAINER_ONLY_TYPES = frozenset(
         "lstmcell", "matmul", "mol_attention", "multi_head_attention", "multiply", "negative",
         "permute", "positional_encoding", "pow", "preprocess_flip", "preprocess_l2norm",
         "preprocess_translate", "reduce_mean", "reduce_sum", "rnn", "rnncell", "sine", "slice",
-        "split", "sqrt", "subtract", "tangent", "time_dist", "upsample2d", "weight",
+        "sqrt", "subtract", "tangent", "time_dist", "upsample2d", "weight",
         "zoneout_lstmcell",
     }
 )  # fmt: skip

@@ -131,7 +131,7 @@ def read_sections(path: PathLike) -> list[IniSection]:
     """Read and parse a file; a missing or unreadable file is a :class:`ModelFileError`."""
     path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise ModelFileError(f"not a text file ({err.reason})", path=path) from None
     except OSError as err:

@@ -5,6 +5,7 @@ atomically. What is written reads back to the same layers, loss, optimizer and s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 from pathlib import Path
@@ -33,11 +34,9 @@ def describe_model(model: Model) -> ModelDescription:
     batch = model.batch_size or (base.batch_size if base is not None else 1)
     if base is None:
         return ModelDescription(list(model.layers), loss, model.optimizer, batch)
-    return ModelDescription(
-        list(model.layers), loss, model.optimizer, batch, base.epochs, base.data, base.swap,
-        base.save_path, base.save_best_path, base.continue_train, base.memory_optimization,
-        base.torch_ref, base.source,
-    )  # fmt: skip
+    return dataclasses.replace(
+        base, layers=list(model.layers), loss=loss, optimizer=model.optimizer, batch_size=batch
+    )
 
 
 def _text(value: str) -> str:
