@@ -138,7 +138,12 @@ def find_sharing(program: Program, usage: Mapping[str, TensorUsage]) -> list[Sha
                         share(outgoing, incoming, SharingRule.DERIVATIVE_PASSTHROUGH, order)
             elif layer.derivative_in_place or layer.output_is_view:
                 outgoing = binding.grad_inputs[0]
-                if _compatible(usage, outgoing, incoming, order) and groups.last_use(incoming) <= order:
+                same_shape = program.tensors[outgoing].shape == program.tensors[incoming].shape
+                if (
+                    (same_shape or layer.output_is_view)
+                    and _compatible(usage, outgoing, incoming, order)
+                    and groups.last_use(incoming) <= order
+                ):
                     share(outgoing, incoming, SharingRule.DERIVATIVE_IN_PLACE, order)
     return shares
 
