@@ -257,6 +257,19 @@ def test_parse_keeps_line_numbers() -> None:
     assert (entry.value, entry.line) == ("2", 6)
 
 
+def test_cross_after_an_activation_layer(tmp_path: Path) -> None:
+    for kind, loss in (("softmax", "cross_entropy"), ("sigmoid", "cross_entropy_sigmoid")):
+        text = (
+            "[Model]\nloss = cross\n"
+            + INPUT
+            + FC
+            + f"[act]\ntype = activation\nactivation = {kind}\n"
+        )
+        desc = read_ini(write(tmp_path, text))
+        assert desc.loss == loss
+        assert "loss = cross\n" in format_ini(desc)
+
+
 def test_four_number_input_shape_drops_the_batch(tmp_path: Path) -> None:
     desc = read_ini(write(tmp_path, MODEL + "[in]\ntype = input\ninput_shape = 8:1:2:3\n"))
     assert desc.layers[0].config() == {"shape": (1, 2, 3)}
@@ -612,11 +625,19 @@ def test_round_trip_description_extras(tmp_path: Path) -> None:
     assert again.schedule is not None and again.schedule.config() == Cosine(0.1, 5, 0.01).config()
 
 
-@pytest.mark.parametrize("name", ["nntrainer_mnist", "nntrainer_deepq", "nntrainer_tflite_export_fc",
-                                  "nntrainer_simple_fc", "nntrainer_vgg_small", "nntrainer_alexnet"])  # fmt: skip
-def test_round_trip_real_files(tmp_path: Path, name: str) -> None:
-    first = read_ini(DATA / f"{name}.ini")
-    model = Model.from_ini(DATA / f"{name}.ini")
+REAL_FILES = [
+    *(DATA / f"nntrainer_{name}.ini" for name in (
+        "mnist", "deepq", "tflite_export_fc", "simple_fc", "vgg_small", "alexnet",
+        "logistic_regression", "model_a_conv", "product_ratings",
+    )),
+    *(EXAMPLES / f"{name}.ini" for name in ("mlp", "lenet5", "vgg16", "resnet18")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", REAL_FILES, ids=[p.stem for p in REAL_FILES])
+def test_round_trip_real_files(tmp_path: Path, path: Path) -> None:
+    first = read_ini(path)
+    model = Model.from_ini(path)
     again = _round_trip(tmp_path, model)
     assert again.loss_name == first.loss
     assert again.description is not None
