@@ -11,7 +11,7 @@ import pytest
 from edgetrain import Model
 from edgetrain import layers as L
 from edgetrain.planning import ArenaStore, SharingRule, check_plan
-from edgetrain.optimizers import SGD
+from edgetrain.optimizers import SGD, Adam
 from planning_models import BUILDERS, _convnet, _mlp
 
 def _data(input_shape: tuple[int, ...], loss: str, model: Model, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,3 +164,33 @@ def test_zero_filled_derivative_of_a_dangling_output_in_a_poisoned_arena() -> No
     for key, value in runs[0][1].items():
         np.testing.assert_array_equal(runs[1][1][key], value)
     np.testing.assert_array_equal(runs[1][1]["dangling:weight"], runs[0][1]["dangling:weight"])
+
+
+def test_embedding_reshape_conv1d_model_trains_bit_exactly() -> None:
+    def build() -> Model:
+        layers = [
+            L.Input(shape=(1, 1, 6), name="ids"),
+            L.Embedding(in_dim=10, out_dim=4, name="embed"),
+            L.Reshape(target_shape=(4, 1, 6), name="reshape"),
+            L.Conv1D(filters=3, kernel_size=3, padding="causal", name="conv", activation="tanh"),
+            L.Flatten(name="flat"),
+            L.FullyConnected(unit=2, name="out"),
+        ]
+        return Model(layers, loss="mse")
+
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, 10, size=(8, 1, 1, 6)).astype(np.float32)
+    y = rng.random(size=(8, 2)).astype(np.float32)
+    runs = []
+    for planner, poison in ((None, False), ("greedy_by_size", True), ("sorted", True)):
+        model = build()
+        model.compile(Adam(0.01), batch_size=4, planner=planner, debug_poison=poison)
+        losses = [model.train_step(ids[i : i + 4], y[i : i + 4]) for i in (0, 4, 0)]
+        runs.append((losses, model.get_weights(), model.predict(ids)))
+    for losses, weights, out in runs[1:]:
+        assert losses == runs[0][0]
+        for key, value in runs[0][1].items():
+            np.testing.assert_array_equal(weights[key], value)
+        np.testing.assert_array_equal(out, runs[0][2])
+    shares = {t.name: t.shares for t in model.plan().tensors.values() if t.shares}
+    assert shares["reshape:output"] == (SharingRule.VIEW, "embed:output")
