@@ -118,7 +118,8 @@ ACTIVATIONS = ["relu", "sigmoid", "tanh", "gelu", "leaky_relu", "swish", None]
 
 @st.composite
 def random_models(draw: st.DrawFn) -> tuple[list[L.Layer], str, tuple[int, ...], Callable[[], Optimizer]]:
-    """A random DAG of fully-connected, activation, addition and concat layers: each layer
+    """A random DAG of fully-connected, activation, normalization, dropout, addition and
+    concat layers: each layer
     reads one or two earlier layers (fan-out gets multiout nodes), any may be frozen,
     and layers nobody reads are kept (their derivative is zero-filled)."""
     width = draw(st.integers(2, 5))
@@ -127,12 +128,21 @@ def random_models(draw: st.DrawFn) -> tuple[list[L.Layer], str, tuple[int, ...],
     for i in range(draw(st.integers(1, 7))):
         earlier = sorted(widths)
         source = draw(st.sampled_from(earlier))
-        kind = draw(st.sampled_from(["fc", "fc", "act", "add", "cat"]))
+        kind = draw(st.sampled_from(["fc", "fc", "act", "add", "cat", "norm"]))
         name = f"l{i}"
         frozen = draw(st.booleans()) and draw(st.booleans())
         if kind == "act":
             act = draw(st.sampled_from([a for a in ACTIVATIONS if a]))
             layers.append(L.Activation(act, name=name, input_layers=source, trainable=not frozen))
+            widths[name] = widths[source]
+        elif kind == "norm":
+            norm = draw(st.sampled_from(["bn", "ln", "drop"]))
+            if norm == "bn":
+                layers.append(L.BatchNormalization(name=name, input_layers=source, trainable=not frozen))
+            elif norm == "ln":
+                layers.append(L.LayerNormalization(name=name, input_layers=source, trainable=not frozen))
+            else:
+                layers.append(L.Dropout(dropout_rate=0.25, name=name, input_layers=source))
             widths[name] = widths[source]
         elif kind in ("add", "cat") and len(earlier) > 1:
             other = draw(st.sampled_from([e for e in earlier if e != source]))
