@@ -56,7 +56,7 @@ class Share:
 
 @dataclass(frozen=True)
 class Buffer:
-    """Bytes shared by ``members`` (the first is the buffer's name), alive over
+    """Bytes shared by ``members`` (program order), named after their root, alive over
     ``[first, last]``; ``nbytes`` is the largest member."""
 
     name: str
@@ -149,8 +149,9 @@ def find_sharing(program: Program, usage: Mapping[str, TensorUsage]) -> list[Sha
 
 
 def group_buffers(usage: Mapping[str, TensorUsage], shares: Sequence[Share]) -> list[Buffer]:
-    """The buffers the shares make, every tensor in exactly one, ordered by the program
-    position of their first member (deterministic)."""
+    """The buffers the shares make, every tensor in exactly one: named after the root
+    every member joined, members in program order, buffers ordered by their earliest
+    member in program order (deterministic)."""
     buffer_of = {name: name for name in usage}
     for s in shares:
         buffer_of[s.tensor] = buffer_of[s.source]
