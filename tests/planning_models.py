@@ -132,8 +132,8 @@ def random_models(draw: st.DrawFn) -> tuple[list[L.Layer], str, tuple[int, ...],
         name = f"l{i}"
         frozen = draw(st.booleans()) and draw(st.booleans())
         if kind == "act":
-            act = draw(st.sampled_from([a for a in ACTIVATIONS if a]))
-            layers.append(L.Activation(act, name=name, input_layers=source, trainable=not frozen))
+            kind_name = draw(st.sampled_from([a for a in ACTIVATIONS if a]))
+            layers.append(L.Activation(kind_name, name=name, input_layers=source, trainable=not frozen))
             widths[name] = widths[source]
         elif kind == "norm":
             norm = draw(st.sampled_from(["bn", "ln", "drop"]))

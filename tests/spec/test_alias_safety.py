@@ -59,7 +59,7 @@ def _run(layer: Layer, inputs: int, step: StepKind, alias: bool) -> dict[str, li
     xs = _arrays([SHAPE] * inputs, rng)
     weights = {w.name: rng.normal(size=w.shape).astype(np.float32) for w in setup.weights}
     if "moving_variance" in weights:
-        weights["moving_variance"] = np.abs(weights["moving_variance"]) + 0.5
+        weights["moving_variance"] = np.abs(weights["moving_variance"]) + np.float32(0.5)
     scratch = {s.name: np.zeros(s.shape, s.dtype or np.float32) for s in setup.scratch}
     outs = [np.zeros(s, np.float32) for s in setup.output_shapes]
     dys = _arrays(setup.output_shapes, rng)

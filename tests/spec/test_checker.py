@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ def _compiled(name: str = "mlp") -> tuple[Program, MemoryPlan]:
     return model.program, model.plan()
 
 
-def _move(plan: MemoryPlan, tensor: str, **changes: object) -> MemoryPlan:
+def _move(plan: MemoryPlan, tensor: str, **changes: Any) -> MemoryPlan:
     return replace(plan, tensors={**plan.tensors, tensor: replace(plan.tensors[tensor], **changes)})
 
 

@@ -165,8 +165,8 @@ def test_activations_that_read_their_input_never_run_in_place() -> None:
 
 
 def _residual_pair(relu_branch_first: bool) -> Model:
-    a = [L.FullyConnected(unit=4, name="a", input_layers="x"), L.Activation("relu", name="relu")]
-    b = [L.FullyConnected(unit=4, name="b", input_layers="x")]
+    a: list[L.Layer] = [L.FullyConnected(unit=4, name="a", input_layers="x"), L.Activation("relu", name="relu")]
+    b: list[L.Layer] = [L.FullyConnected(unit=4, name="b", input_layers="x")]
     branches = a + b if relu_branch_first else b + a
     layers = [
         L.Input(shape=(4,), name="x"),
