@@ -194,3 +194,44 @@ def test_embedding_reshape_conv1d_model_trains_bit_exactly() -> None:
         np.testing.assert_array_equal(out, runs[0][2])
     shares = {t.name: t.shares for t in model.plan().tensors.values() if t.shares}
     assert shares["reshape:output"] == (SharingRule.VIEW, "embed:output")
+
+
+def test_a_layer_that_hides_a_read_is_caught() -> None:
+    """A sigmoid whose derivative reads its output but declares no read: the planner ends
+    the output's life early. With the naive planner (no reuse) and poisoning the hidden
+    read sees NaN; with reuse it sees another tensor's numbers, so training differs from
+    the unplanned run."""
+    from edgetrain.errors import DataError
+
+    def build(lying: bool) -> Model:
+        sigmoid = L.Activation("sigmoid", name="sig")
+        if lying:
+            sigmoid.derivative_reads = frozenset()
+        layers = [
+            L.Input(shape=(4,), name="x"),
+            L.FullyConnected(unit=6, name="fc1"),
+            sigmoid,
+            L.FullyConnected(unit=6, name="fc2"),
+            L.FullyConnected(unit=2, name="out"),
+        ]
+        return Model(layers, loss="mse")
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 4)).astype(np.float32)
+    y = rng.random(size=(4, 2)).astype(np.float32)
+
+    def train(lying: bool, planner: str | None) -> list[float]:
+        model = build(lying)
+        model.compile(SGD(0.1), batch_size=4, planner=planner, debug_poison=planner is not None)
+        return [model.train_step(x, y) for _ in range(3)]
+
+    reference = train(False, None)
+    assert train(True, None) == reference  # one array per tensor hides the lie
+    assert train(False, "naive") == reference
+    with pytest.raises(DataError, match="loss became nan"):
+        train(True, "naive")
+    assert train(False, "greedy_by_size") == reference
+    try:
+        assert train(True, "greedy_by_size") != reference
+    except DataError:
+        pass
