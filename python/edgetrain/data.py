@@ -68,7 +68,7 @@ def check_inputs(inputs: Sequence[Array], shapes: Sequence[Shape], names: Sequen
         if tuple(data.shape[1:]) != tuple(shape):
             raise DataError(
                 f"input '{name}' expects samples of shape {format_shape(shape)}, "
-                f"got an array of shape {format_shape(data.shape)}"
+                f"got samples of shape {format_shape(data.shape[1:])}"
             )
         if not np.issubdtype(data.dtype, np.number):
             raise DataError(f"input '{name}' must be numeric, got dtype {data.dtype}")
@@ -229,6 +229,10 @@ class CheckedDataset:
         return [a.astype(self.dtype, copy=False) for a in inputs], labels
 
 
+#: how much data ``check_dataset`` reads at once
+CHECK_CHUNK_BYTES = 4 * 1024 * 1024
+
+
 def check_dataset(
     dataset: Dataset,
     input_shapes: Sequence[Shape],
@@ -237,11 +241,12 @@ def check_dataset(
     *,
     classes: bool,
     dtype: Any,
-    chunk: int = 4096,
+    chunk: int | None = None,
 ) -> CheckedDataset:
-    """Read every sample once, ``chunk`` at a time (memory stays bounded), and refuse the
-    data set before training if any sample has the wrong shape, NaN/inf values, or labels
-    that do not fit the output. Errors name the sample range."""
+    """Read every sample once, ``chunk`` samples at a time (by default about
+    ``CHECK_CHUNK_BYTES``, so memory stays bounded), and refuse the data set before training
+    if any sample has the wrong shape, NaN/inf values, or labels that do not fit the
+    output. The error names the first bad sample."""
     checked = CheckedDataset(
         dataset, input_shapes, input_names, output_shape, classes=classes, dtype=dtype
     )
@@ -251,10 +256,23 @@ def check_dataset(
     n = len(dataset)
     if n == 0:
         raise DataError("the data set is empty: no samples to train on")
+    if chunk is None:
+        values = sum(int(np.prod(s)) for s in input_shapes) + int(np.prod(output_shape))
+        chunk = max(1, CHECK_CHUNK_BYTES // (values * checked.dtype.itemsize))
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         try:
             checked.take(np.arange(start, stop))
         except DataError as err:
-            raise DataError(f"samples {start} to {stop - 1}: {err}") from None
+            raise _first_bad_sample(checked, start, stop, err) from None
     return checked
+
+
+def _first_bad_sample(data: CheckedDataset, start: int, stop: int, err: DataError) -> DataError:
+    """The error of the first sample in ``[start, stop)`` that fails alone, naming it."""
+    for index in range(start, stop):
+        try:
+            data.take(np.array([index]))
+        except DataError as single:
+            return DataError(f"sample {index}: {single}")
+    return DataError(f"samples {start} to {stop - 1}: {err}")

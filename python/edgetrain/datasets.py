@@ -7,6 +7,7 @@ so a data set may be larger than memory. The formats are written out in ``spec/d
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,11 +64,15 @@ def load_named(name: str) -> tuple[Array, Array]:
 
 
 class RawFileDataset:
-    """NNTrainer's raw data file, memory-mapped: samples back to back, each the float32
+    """NNTrainer's raw data file, read lazily: samples back to back, each the float32
     values of every input (C*H*W each, in input order) then of every label.
 
-    The file is never read whole; ``take`` copies just the rows asked for. A file whose
-    size is not a whole number of samples is refused, naming the file and both sizes.
+    The file is never read whole: ``take`` reads just the rows asked for, one read per run
+    of consecutive indices, straight into the batch array. (A memory map would be
+    simpler, but the kernel maps whole page-cache folios on every fault, so a batch of 64
+    random rows made the resident size grow by ~80 MiB; with reads memory holds the
+    batch.) A file whose size is not a whole number of samples is refused, naming the
+    file and both sizes.
     """
 
     def __init__(self, path: str | os.PathLike[str], input_shapes: Sequence[Shape], label_shape: Shape):
@@ -85,17 +90,17 @@ class RawFileDataset:
             raise DataError(f"cannot read data file {self.path}: {err.strerror or err}") from None
         if not self.path.is_file():
             raise DataError(f"data file {self.path} is not a regular file")
-        sample_bytes = self.sample_values * RAW_VALUE.itemsize
-        count, rest = divmod(file_bytes, sample_bytes)
+        self.sample_bytes = self.sample_values * RAW_VALUE.itemsize
+        count, rest = divmod(file_bytes, self.sample_bytes)
         if rest:
             raise DataError(
                 f"data file {self.path} has {file_bytes} bytes, not a multiple of the "
-                f"{sample_bytes}-byte sample ({self._layout()} float32 values); "
+                f"{self.sample_bytes}-byte sample ({self._layout()} float32 values); "
                 "the file does not match the model's input and output shapes"
             )
         if count == 0:
             raise DataError(f"data file {self.path} is empty: no samples to train on")
-        self._rows: Array = np.memmap(self.path, dtype=RAW_VALUE, mode="r", shape=(count, self.sample_values))
+        self.count = count
 
     @classmethod
     def for_model(cls, path: str | os.PathLike[str], model: Model) -> RawFileDataset:
@@ -110,10 +115,43 @@ class RawFileDataset:
         return " + ".join(parts)
 
     def __len__(self) -> int:
-        return int(self._rows.shape[0])
+        return self.count
+
+    def read_rows(self, indices: Array) -> Array:
+        """The raw ``(len(indices), values per sample)`` float32 rows, in the order asked."""
+        wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if wanted.size and (wanted.min() < 0 or wanted.max() >= self.count):
+            raise DataError(f"sample indices must be in [0, {self.count}) for {self.path}")
+        if wanted.size == 0:
+            return np.empty((0, self.sample_values), dtype=np.float32)
+        in_order = bool(np.all(wanted[1:] >= wanted[:-1]))
+        order = np.arange(len(wanted)) if in_order else np.argsort(wanted, kind="stable")
+        ascending = wanted if in_order else wanted[order]
+        rows = np.empty((len(wanted), self.sample_values), dtype=RAW_VALUE)
+        runs = np.flatnonzero(np.diff(ascending) != 1) + 1
+        try:
+            with open(self.path, "rb", buffering=0) as handle:
+                for first, stop in zip([0, *runs.tolist()], [*runs.tolist(), len(wanted)]):
+                    handle.seek(int(ascending[first]) * self.sample_bytes)
+                    self._read_into(handle, rows[first:stop].data.cast("B"))
+        except OSError as err:
+            raise DataError(f"cannot read data file {self.path}: {err.strerror or err}") from None
+        if not in_order:
+            unsorted = np.empty_like(rows)
+            unsorted[order] = rows
+            rows = unsorted
+        return rows.astype(np.float32, copy=False)
+
+    def _read_into(self, handle: io.FileIO, target: memoryview) -> None:
+        done = 0
+        while done < len(target):
+            got = handle.readinto(target[done:])
+            if not got:
+                raise DataError(f"data file {self.path} became shorter while it was read")
+            done += got
 
     def take(self, indices: Array) -> tuple[list[Array], Array]:
-        rows = np.asarray(self._rows[np.asarray(indices)], dtype=np.float32)
+        rows = self.read_rows(indices)
         inputs: list[Array] = []
         start = 0
         for shape, size in zip(self.input_shapes, self.input_sizes):

@@ -181,7 +181,7 @@ def test_raw_file_of_the_wrong_size(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_digits_into_a_model_of_another_input_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ini = _mlp_files(tmp_path)
     code, out, err = _run(capsys, "train", ini, "--data", "digits")
-    _one_line_error(code, out, err, r"input 'x' expects samples of shape \(1, 1, 6\), got an array of shape \(1797, 1, 8, 8\)")
+    _one_line_error(code, out, err, r"digits: sample 0: input 'x' expects samples of shape \(1, 1, 6\), got samples of shape \(1, 8, 8\)")
 
 
 def test_nan_in_a_raw_file_is_found_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,7 +190,7 @@ def test_nan_in_a_raw_file_is_found_before_training(tmp_path: Path, capsys: pyte
     values[40] = np.nan
     values.tofile(tmp_path / "train.dat")
     code, out, err = _run(capsys, "train", ini, "--data", tmp_path / "train.dat")
-    _one_line_error(code, out, err, r"train\.dat: samples 0 to 19: input .x. contains 1 NaN")
+    _one_line_error(code, out, err, r"train\.dat: sample 4: input .x. contains 1 NaN")
 
 
 def test_model_file_without_optimizer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from edgetrain import DataError, Model
 from edgetrain import layers as L
-from edgetrain.data import DataLoader, check_dataset, split_dataset
+from edgetrain.data import CHECK_CHUNK_BYTES, DataLoader, check_dataset, split_dataset
 from edgetrain.datasets import (
     GeneratorDataset,
     RawFileDataset,
@@ -63,6 +64,29 @@ def test_raw_file_layout_is_inputs_then_labels_per_sample(tmp_path: Path) -> Non
     np.testing.assert_array_equal(labels, y[[3, 1]])
 
 
+def test_raw_file_reads_any_order_and_repeats(tmp_path: Path) -> None:
+    x, y = _samples(9)
+    write_raw_file(tmp_path / "nine.dat", x, y)
+    data = RawFileDataset(tmp_path / "nine.dat", [(2, 3)], (4,))
+    for order in ([8, 0, 4, 5, 6, 1], [2, 2, 7, 2], [0, 1, 2, 3, 4, 5, 6, 7, 8], []):
+        inputs, labels = data.take(np.array(order, dtype=np.int64))
+        np.testing.assert_array_equal(inputs[0], x[order])
+        np.testing.assert_array_equal(labels, y[order])
+
+
+def test_raw_file_refuses_bad_indices_and_a_file_that_shrank(tmp_path: Path) -> None:
+    x, y = _samples(4)
+    write_raw_file(tmp_path / "four.dat", x, y)
+    data = RawFileDataset(tmp_path / "four.dat", [(2, 3)], (4,))
+    with pytest.raises(DataError, match=r"sample indices must be in \[0, 4\)"):
+        data.take(np.array([4]))
+    with pytest.raises(DataError, match=r"sample indices must be in \[0, 4\)"):
+        data.take(np.array([-1]))
+    os.truncate(tmp_path / "four.dat", 80)
+    with pytest.raises(DataError, match="became shorter"):
+        data.take(np.array([3]))
+
+
 def test_raw_file_with_two_inputs(tmp_path: Path) -> None:
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
     b = -np.arange(6, dtype=np.float32).reshape(3, 2)
@@ -92,13 +116,35 @@ def test_raw_file_missing_or_empty(tmp_path: Path) -> None:
         RawFileDataset(tmp_path / "empty.dat", [(2, 3)], (4,))
 
 
-def test_raw_file_is_memory_mapped_not_read(tmp_path: Path) -> None:
-    x, y = _samples(64)
-    write_raw_file(tmp_path / "big.dat", x, y)
-    data = RawFileDataset(tmp_path / "big.dat", [(2, 3)], (4,))
-    assert isinstance(data._rows, np.memmap)
-    inputs, _ = data.take(np.array([0]))
-    assert not isinstance(inputs[0], np.memmap) and inputs[0].flags.writeable
+def _resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the resident size from /proc")
+def test_reading_a_raw_file_keeps_one_batch_resident_not_the_file(tmp_path: Path) -> None:
+    """Every sample of a 48 MiB file is read (a data check, then an epoch of batches);
+    the process's resident memory must not grow by the file's size."""
+    n, features = 3072, 4096 - 10
+    with open(tmp_path / "big.dat", "wb") as f:
+        for start in range(0, n, 512):
+            rows = np.full((512, features + 10), start, dtype="<f4")
+            f.write(rows.tobytes())
+    data = RawFileDataset(tmp_path / "big.dat", [(features,)], (10,))
+    before = _resident_bytes()
+    checked = check_dataset(data, [(features,)], ["x"], (10,), classes=False, dtype=np.float32)
+    for inputs, _ in DataLoader(checked, 64, seed=0):
+        assert inputs[0].shape == (64, features)
+    grown = _resident_bytes() - before
+    assert grown < 24 * 1024 * 1024, f"resident memory grew by {grown / 2**20:.1f} MiB"
+
+
+def test_taken_rows_are_copies_not_views_of_the_file(tmp_path: Path) -> None:
+    x, y = _samples(4)
+    write_raw_file(tmp_path / "small.dat", x, y)
+    inputs, labels = RawFileDataset(tmp_path / "small.dat", [(2, 3)], (4,)).take(np.array([0, 2]))
+    assert inputs[0].flags.writeable and labels.flags.writeable
+    inputs[0][...] = 7
+    np.testing.assert_array_equal(RawFileDataset(tmp_path / "small.dat", [(2, 3)], (4,)).take(np.array([0]))[0][0], x[:1])
 
 
 def test_generator_dataset_stacks_samples_on_demand() -> None:
@@ -136,15 +182,35 @@ def test_check_dataset_turns_class_ids_into_one_hot_labels() -> None:
     np.testing.assert_array_equal(labels, np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0, 1]])
 
 
-def test_check_dataset_names_the_bad_sample_range() -> None:
+@pytest.mark.parametrize("chunk", [None, 1000, 1])
+def test_check_dataset_names_the_first_bad_sample(chunk: int | None) -> None:
     def sample(i: int) -> tuple[np.ndarray, np.ndarray]:
         x = np.zeros((2, 3), np.float32)
-        if i == 5000:
+        if i in (5000, 5100):
             x[0, 0] = np.nan
         return x, np.zeros(4, np.float32)
 
-    with pytest.raises(DataError, match=r"samples 4096 to 5999: input 'x' contains 1 NaN"):
-        check_dataset(GeneratorDataset(sample, 6000), [(2, 3)], ["x"], (4,), classes=False, dtype=np.float32)
+    with pytest.raises(DataError, match=r"^sample 5000: input 'x' contains 1 NaN"):
+        check_dataset(
+            GeneratorDataset(sample, 6000), [(2, 3)], ["x"], (4,), classes=False, dtype=np.float32, chunk=chunk
+        )
+
+
+def test_check_dataset_reads_bounded_chunks() -> None:
+    sizes: list[int] = []
+
+    def sample(i: int) -> tuple[np.ndarray, int]:
+        return np.zeros((64, 64), np.float32), 0
+
+    class Counting(GeneratorDataset):
+        def take(self, indices: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+            sizes.append(len(indices))
+            return super().take(indices)
+
+    check_dataset(Counting(sample, 2500), [(64, 64)], ["x"], (4,), classes=True, dtype=np.float32)
+    per_sample = (64 * 64 + 4) * 4
+    chunk = CHECK_CHUNK_BYTES // per_sample
+    assert sizes == [chunk] * (2500 // chunk) + [2500 % chunk]
 
 
 def test_fit_on_a_raw_file_matches_fit_on_the_same_arrays(tmp_path: Path) -> None:
