@@ -1,0 +1,16 @@
+//! Kernel tests: every backward against central finite differences of an f64 reference
+//! forward written here, every forward against that reference, plus the GEMM against a
+//! triple loop, im2col/col2im adjointness, optimizer steps against the numpy spec's bits.
+
+mod support;
+
+mod activation;
+mod conv;
+mod fc;
+mod gemm;
+mod loss;
+mod merge;
+mod norm;
+mod optim;
+mod pool;
+mod window;
