@@ -115,9 +115,9 @@ def step_accesses(program: Program, step: Step) -> Iterator[tuple[str, Access]]:
         for weight, grad in binding.gradients.items():
             yield grad, Access.READ  # and written when an L2 penalty is added to it
             yield grad, Access.WRITE
-            yield binding.weights[weight], Access.WRITE
-            for state in binding.optimizer_state[weight].values():
-                yield state, Access.WRITE
+            for updated in (binding.weights[weight], *binding.optimizer_state[weight].values()):
+                yield updated, Access.READ
+                yield updated, Access.WRITE
     else:
         for name in binding.grad_outputs + operand_tensors(binding, backward_uses(layer, step.kind)):
             yield name, Access.READ
