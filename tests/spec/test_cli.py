@@ -232,3 +232,37 @@ def test_a_new_subcommand_is_one_registered_function(capsys: pytest.CaptureFixtu
         assert "hello" in help_text and "train" in help_text and "summary" in help_text
     finally:
         del cli.COMMANDS["hello"]
+
+
+# -- progress and memory ----------------------------------------------------------------------
+
+
+def test_progress_bar_shows_loss_accuracy_and_throughput() -> None:
+    import io
+
+    from edgetrain.model import EpochProgress
+    from edgetrain.progress import ProgressBar
+
+    out = io.StringIO()
+    bar = ProgressBar(file=out)
+    for batch in range(3):
+        bar(EpochProgress(0, 2, batch, 3, loss=0.5 - 0.1 * batch, accuracy=0.75, samples_per_second=1234.0))
+    text = out.getvalue()
+    assert "epoch 1/2" in text and "3/3" in text
+    assert "loss=0.3000" in text and "acc=75.0%" in text and "samples/s=1,234" in text
+    assert bar._bar is None  # closed after the epoch's last batch
+    quiet = io.StringIO()
+    ProgressBar(file=quiet, disable=True)(EpochProgress(0, 1, 0, 1, 0.1, None, 1.0))
+    assert quiet.getvalue() == ""
+
+
+def test_memory_report_is_the_peak_and_its_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgetrain import progress
+
+    readings = iter([100 * progress.MIB, 150 * progress.MIB])
+    monkeypatch.setattr(progress, "peak_memory_bytes", lambda: next(readings))
+    watch = progress.MemoryWatch.start()
+    assert watch.report() == "peak memory: 150.0 MiB (+50.0 MiB during training)"
+    monkeypatch.undo()
+    peak = progress.peak_memory_bytes()  # the real reading: ru_maxrss in bytes
+    assert peak is not None and 10 * progress.MIB < peak < 64 * 1024 * progress.MIB
