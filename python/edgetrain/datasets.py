@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .data import ArrayDataset, as_input_list
+from .data import as_input_list
 from .errors import DataError
 from .tensors import Shape, format_shape
 
@@ -201,27 +201,23 @@ class GeneratorDataset:
         return self.length
 
     def take(self, indices: Array) -> tuple[list[Array], Array]:
-        firsts: list[list[Array]] = []
+        samples: list[list[Array]] = []
         labels: list[Array] = []
         for index in np.asarray(indices).tolist():
             if not 0 <= index < self.length:
                 raise DataError(f"sample index {index} is outside the data set of {self.length}")
             inputs, label = self.sample(int(index))
-            firsts.append([np.asarray(a) for a in as_input_list(inputs)])
+            samples.append([np.asarray(a) for a in as_input_list(inputs)])
             labels.append(np.asarray(label))
-        if not firsts:
+        if not samples:
             raise DataError("no samples asked for")
-        counts = {len(f) for f in firsts}
+        counts = {len(s) for s in samples}
         if len(counts) != 1:
             raise DataError(f"the generator gave different numbers of inputs per sample: {sorted(counts)}")
         try:
-            stacked = [np.stack([f[i] for f in firsts]) for i in range(len(firsts[0]))]
+            stacked = [np.stack([s[i] for s in samples]) for i in range(len(samples[0]))]
             label_batch = np.stack(labels)
         except ValueError as err:
             raise DataError(f"the generator gave samples of different shapes: {err}") from None
         return stacked, label_batch
 
-
-def as_dataset(inputs: Array | Sequence[Array], labels: Array) -> ArrayDataset:
-    """In-memory arrays as a dataset (one array per input)."""
-    return ArrayDataset(as_input_list(inputs), np.asarray(labels))
