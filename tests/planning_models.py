@@ -117,7 +117,9 @@ ACTIVATIONS = ["relu", "sigmoid", "tanh", "gelu", "leaky_relu", "swish", None]
 
 
 @st.composite
-def random_models(draw: st.DrawFn) -> tuple[list[L.Layer], str, tuple[int, ...], Callable[[], Optimizer]]:
+def random_models(
+    draw: st.DrawFn,
+) -> tuple[list[L.Layer], str, tuple[int, ...], Callable[[], Optimizer]]:
     """A random DAG of fully-connected, activation, normalization, dropout, addition and
     concat layers: each layer
     reads one or two earlier layers (fan-out gets multiout nodes), any may be frozen,
@@ -133,14 +135,20 @@ def random_models(draw: st.DrawFn) -> tuple[list[L.Layer], str, tuple[int, ...],
         frozen = draw(st.booleans()) and draw(st.booleans())
         if kind == "act":
             kind_name = draw(st.sampled_from([a for a in ACTIVATIONS if a]))
-            layers.append(L.Activation(kind_name, name=name, input_layers=source, trainable=not frozen))
+            layers.append(
+                L.Activation(kind_name, name=name, input_layers=source, trainable=not frozen)
+            )
             widths[name] = widths[source]
         elif kind == "norm":
             norm = draw(st.sampled_from(["bn", "ln", "drop"]))
             if norm == "bn":
-                layers.append(L.BatchNormalization(name=name, input_layers=source, trainable=not frozen))
+                layers.append(
+                    L.BatchNormalization(name=name, input_layers=source, trainable=not frozen)
+                )
             elif norm == "ln":
-                layers.append(L.LayerNormalization(name=name, input_layers=source, trainable=not frozen))
+                layers.append(
+                    L.LayerNormalization(name=name, input_layers=source, trainable=not frozen)
+                )
             else:
                 layers.append(L.Dropout(dropout_rate=0.25, name=name, input_layers=source))
             widths[name] = widths[source]
@@ -156,7 +164,9 @@ def random_models(draw: st.DrawFn) -> tuple[list[L.Layer], str, tuple[int, ...],
             unit = draw(st.integers(1, 6))
             act = draw(st.sampled_from(ACTIVATIONS))
             layers.append(
-                L.FullyConnected(unit=unit, activation=act, name=name, input_layers=source, trainable=not frozen)
+                L.FullyConnected(
+                    unit=unit, activation=act, name=name, input_layers=source, trainable=not frozen
+                )
             )
             widths[name] = unit
     last = layers[-1].name
@@ -164,4 +174,9 @@ def random_models(draw: st.DrawFn) -> tuple[list[L.Layer], str, tuple[int, ...],
     layers.append(L.FullyConnected(unit=3, name="head", input_layers=last))
     loss = draw(st.sampled_from(["mse", "cross_entropy", "cross_entropy_sigmoid"]))
     adam = draw(st.booleans())
-    return layers, loss, (width,), (lambda: Adam(0.01)) if adam else (lambda: SGD(0.1, momentum=0.5))
+    return (
+        layers,
+        loss,
+        (width,),
+        (lambda: Adam(0.01)) if adam else (lambda: SGD(0.1, momentum=0.5)),
+    )

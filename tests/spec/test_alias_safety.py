@@ -22,7 +22,9 @@ SHAPE = (2, 3, 4, 5)
 
 #: how to build each layer type that declares a sharing flag, and its input count
 CONSTRUCTORS: dict[str, Callable[[], list[tuple[Layer, int]]]] = {
-    "activation": lambda: [(L.Activation(kind, name=f"act_{kind}"), 1) for kind in sorted(ACTIVATIONS)],
+    "activation": lambda: [
+        (L.Activation(kind, name=f"act_{kind}"), 1) for kind in sorted(ACTIVATIONS)
+    ],
     "batch_normalization": lambda: [(L.BatchNormalization(name="bn"), 1)],
     "layer_normalization": lambda: [(L.LayerNormalization(name="ln"), 1)],
     "dropout": lambda: [(L.Dropout(dropout_rate=0.4, name="drop"), 1)],
@@ -35,7 +37,10 @@ CONSTRUCTORS: dict[str, Callable[[], list[tuple[Layer, int]]]] = {
 
 def _sharing(layer: Layer) -> bool:
     return bool(
-        layer.supports_in_place or layer.derivative_in_place or layer.output_is_view or layer.derivative_passthrough
+        layer.supports_in_place
+        or layer.derivative_in_place
+        or layer.output_is_view
+        or layer.derivative_passthrough
     )
 
 
@@ -44,7 +49,15 @@ def _flagged_layers() -> list[tuple[Layer, int]]:
     for type_name, cls in sorted(L.LAYER_TYPES.items()):
         if type_name in CONSTRUCTORS:
             found += CONSTRUCTORS[type_name]()
-        elif any(getattr(cls, flag) for flag in ("supports_in_place", "derivative_in_place", "output_is_view", "derivative_passthrough")):
+        elif any(
+            getattr(cls, flag)
+            for flag in (
+                "supports_in_place",
+                "derivative_in_place",
+                "output_is_view",
+                "derivative_passthrough",
+            )
+        ):
             raise AssertionError(f"layer type '{type_name}' shares bytes: add it to CONSTRUCTORS")
     return [(layer, n) for layer, n in found if _sharing(layer)]
 
@@ -77,13 +90,23 @@ def _run(layer: Layer, inputs: int, step: StepKind, alias: bool) -> dict[str, li
 
     def ctx(outputs: list[np.ndarray]) -> LayerContext:
         return LayerContext(
-            inputs=xs, outputs=outputs, weights=weights, gradients={k: np.zeros_like(v) for k, v in weights.items()},
-            scratch=scratch, grad_outputs=dys, grad_inputs=dxs, training=True, rng=np.random.default_rng(3),
+            inputs=xs,
+            outputs=outputs,
+            weights=weights,
+            gradients={k: np.zeros_like(v) for k, v in weights.items()},
+            scratch=scratch,
+            grad_outputs=dys,
+            grad_inputs=dxs,
+            training=True,
+            rng=np.random.default_rng(3),
         )
 
     if step is StepKind.FORWARD:
         layer.forward(ctx(outs))
-        return {"outputs": [o.copy() for o in outs], "scratch": [s.copy() for s in scratch.values()]}
+        return {
+            "outputs": [o.copy() for o in outs],
+            "scratch": [s.copy() for s in scratch.values()],
+        }
     forward_outs = [np.zeros(s, np.float32) for s in setup.output_shapes]
     layer.forward(ctx(forward_outs))  # fill scratch, as the iteration would
     if layer.supports_in_place:
@@ -117,5 +140,11 @@ def test_derivative_is_alias_safe(layer: Layer, inputs: int) -> None:
 
 def test_every_sharing_layer_is_covered() -> None:
     kinds = {type(layer).type_name for layer, _ in LAYERS}
-    assert {"activation", "batch_normalization", "dropout", "flatten", "multiout", "addition"} <= kinds
-
+    assert {
+        "activation",
+        "batch_normalization",
+        "dropout",
+        "flatten",
+        "multiout",
+        "addition",
+    } <= kinds

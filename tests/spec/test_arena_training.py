@@ -10,11 +10,14 @@ import pytest
 
 from edgetrain import Model
 from edgetrain import layers as L
-from edgetrain.planning import ArenaStore, SharingRule, check_plan
 from edgetrain.optimizers import SGD, Adam
+from edgetrain.planning import ArenaStore, SharingRule, check_plan
 from planning_models import BUILDERS, _convnet, _mlp
 
-def _data(input_shape: tuple[int, ...], loss: str, model: Model, n: int) -> tuple[np.ndarray, np.ndarray]:
+
+def _data(
+    input_shape: tuple[int, ...], loss: str, model: Model, n: int
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(5)
     x = rng.normal(size=(n, *input_shape)).astype(np.float32)
     out_shape = model.program.tensors[model.program.output].shape[1:]
@@ -24,10 +27,14 @@ def _data(input_shape: tuple[int, ...], loss: str, model: Model, n: int) -> tupl
     return x, rng.random(size=(n, *out_shape)).astype(np.float32)
 
 
-def _run(name: str, planner: str | None, poison: bool, dtype: type = np.float32) -> tuple[list[float], Model, np.ndarray]:
+def _run(
+    name: str, planner: str | None, poison: bool, dtype: type = np.float32
+) -> tuple[list[float], Model, np.ndarray]:
     layers, loss, shape, optimizer = BUILDERS[name]()
     model = Model(layers, loss=loss)
-    model.compile(optimizer(), batch_size=4, seed=11, dtype=dtype, planner=planner, debug_poison=poison)
+    model.compile(
+        optimizer(), batch_size=4, seed=11, dtype=dtype, planner=planner, debug_poison=poison
+    )
     x, y = _data(shape, loss, model, 12)
     losses = [model.train_step(x[i : i + 4], y[i : i + 4]) for i in (0, 4, 8, 0)]
     history = model.fit(x, y, epochs=2, shuffle=True)
@@ -58,6 +65,7 @@ def test_float64_training_in_the_arena_is_exact(name: str) -> None:
     assert got_losses == want_losses
     for key, value in want.get_weights().items():
         np.testing.assert_array_equal(got.get_weights()[key], value)
+    np.testing.assert_array_equal(got.predict(x), want.predict(x))
 
 
 def test_every_sharing_rule_is_exercised_by_the_models() -> None:
@@ -101,7 +109,9 @@ def test_recompiling_keeps_weights_in_the_new_arena() -> None:
         np.testing.assert_array_equal(value, weights[key])
     store = model._trainer().store
     assert isinstance(store, ArenaStore) and store.plan.planner == "sorted"
-    assert np.shares_memory(store["conv1:filter" if "conv1:filter" in store.arrays else "conv1:weight"], store.arena)
+    assert np.shares_memory(
+        store["conv1:filter" if "conv1:filter" in store.arrays else "conv1:weight"], store.arena
+    )
 
 
 def test_unplanned_compile_uses_one_array_per_tensor() -> None:
@@ -122,7 +132,9 @@ def test_poison_exposes_a_wrong_lifetime() -> None:
     program = model.program
     plan = model.plan()
     victim = plan.buffers["x:output"]  # read by fc1's calc-gradient late in the backward pass
-    broken = replace(plan, buffers={**plan.buffers, victim.name: replace(victim, last=victim.first + 1)})
+    broken = replace(
+        plan, buffers={**plan.buffers, victim.name: replace(victim, last=victim.first + 1)}
+    )
     store = ArenaStore(program.tensors, broken, poison=True)
     for name, value in model.get_weights().items():
         np.copyto(store[name], value)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edgetrain import Model
-from edgetrain.planning import MemoryPlan, PlanCheckError, Placement, check_layout, check_plan
+from edgetrain.planning import MemoryPlan, Placement, PlanCheckError, check_layout, check_plan
 from edgetrain.program import Program
 from planning_models import BUILDERS
 
@@ -34,7 +34,10 @@ def test_overlap_of_live_tensors_is_named() -> None:
     program, plan = _compiled()
     target = plan.tensors["fc1:weight"].offset
     broken = _move(plan, "fc2:weight", offset=target)
-    with pytest.raises(PlanCheckError, match="'fc1:weight'.*overlaps 'fc2:weight'|'fc2:weight'.*overlaps 'fc1:weight'"):
+    with pytest.raises(
+        PlanCheckError,
+        match="'fc1:weight'.*overlaps 'fc2:weight'|'fc2:weight'.*overlaps 'fc1:weight'",
+    ):
         check_plan(program, broken)
 
 

@@ -48,7 +48,9 @@ def compiled(golden: str) -> Program:
     frozen = FROZEN[golden]
     layers: list[L.Layer] = [L.Input(shape=(1, 1, 3), name="in")]
     for name, unit, act in (("fc1", 10, "relu"), ("fc2", 10, "relu"), ("fc3", 2, "sigmoid")):
-        layers.append(L.FullyConnected(unit=unit, activation=act, name=name, trainable=name != frozen))
+        layers.append(
+            L.FullyConnected(unit=unit, activation=act, name=name, trainable=name != frozen)
+        )
     model = Model(layers, loss="mse")
     model.compile(SGD(0.1), batch_size=1)
     return model.program
@@ -62,7 +64,9 @@ def test_orders_match_nntrainer_golden(golden: str) -> None:
     expected = {name: set(orders) for name, orders in raw.items() if orders}
     got = nntrainer_usage(compiled(golden), RENAMES)
     assert set(expected) - set(got) == ABSENT[golden]
-    assert set(got) <= set(expected), f"edgetrain tensors NNTrainer lacks: {set(got) - set(expected)}"
+    assert set(got) <= set(expected), (
+        f"edgetrain tensors NNTrainer lacks: {set(got) - set(expected)}"
+    )
     mismatches = {n: (sorted(got[n]), sorted(expected[n])) for n in got if got[n] != expected[n]}
     assert not mismatches, mismatches
 
@@ -91,7 +95,10 @@ def test_order_mapping_of_the_full_model() -> None:
 
 def test_frozen_layer_takes_one_nntrainer_order() -> None:
     table = nntrainer_step_orders(compiled("fc3_mse_nt2"))
-    fc2 = {table[(k, "fc2")] for k in (StepKind.CALC_GRADIENT, StepKind.CALC_DERIVATIVE, StepKind.APPLY_GRADIENT)}
+    fc2 = {
+        table[(k, "fc2")]
+        for k in (StepKind.CALC_GRADIENT, StepKind.CALC_DERIVATIVE, StepKind.APPLY_GRADIENT)
+    }
     assert fc2 == {20}
     assert table[(StepKind.CALC_GRADIENT, "fc1/activation")] == 21
 

@@ -19,7 +19,9 @@ from planning_models import BUILDERS
 def fc3(frozen: str | None = None, optimizer: object = None, train: bool = True) -> Program:
     layers: list[L.Layer] = [L.Input(shape=(3,), name="in")]
     for name, unit, act in (("fc1", 10, "relu"), ("fc2", 10, "relu"), ("fc3", 2, "sigmoid")):
-        layers.append(L.FullyConnected(unit=unit, activation=act, name=name, trainable=name != frozen))
+        layers.append(
+            L.FullyConnected(unit=unit, activation=act, name=name, trainable=name != frozen)
+        )
     model = Model(layers, loss="mse")
     model.compile((optimizer or SGD(0.1)) if train else None, batch_size=2)  # type: ignore[arg-type]
     return model.program
@@ -30,7 +32,16 @@ def steps(program: Program) -> list[tuple[str, str]]:
 
 
 def test_iteration_is_forward_then_backward_per_layer() -> None:
-    forward = ["in", "fc1", "fc1/activation", "fc2", "fc2/activation", "fc3", "fc3/activation", "loss"]
+    forward = [
+        "in",
+        "fc1",
+        "fc1/activation",
+        "fc2",
+        "fc2/activation",
+        "fc3",
+        "fc3/activation",
+        "loss",
+    ]
     assert steps(fc3()) == [("forward", n) for n in forward] + [
         ("calc_derivative", "loss"),
         ("calc_derivative", "fc3/activation"),
@@ -125,7 +136,10 @@ def test_scratch_lives_over_the_steps_that_declare_it() -> None:
     scratch = [n for n in program.tensors if n.startswith("pool1:scratch:")]
     assert scratch
     for name in scratch:
-        assert usage[name].orders == (order[("forward", "pool1")], order[("calc_derivative", "pool1")])
+        assert usage[name].orders == (
+            order[("forward", "pool1")],
+            order[("calc_derivative", "pool1")],
+        )
         assert usage[name].lifespan is Lifespan.FORWARD_TO_BACKWARD
 
 
@@ -136,7 +150,10 @@ def _shares(model: Model) -> dict[str, tuple[SharingRule, str]]:
 def test_relu_runs_in_place_and_its_derivative_too() -> None:
     plan = plan_memory(fc3())
     assert plan.tensors["fc1/activation:output"].shares == (SharingRule.IN_PLACE, "fc1:output")
-    assert plan.tensors["fc1:output:grad"].shares == (SharingRule.DERIVATIVE_IN_PLACE, "fc1/activation:output:grad")
+    assert plan.tensors["fc1:output:grad"].shares == (
+        SharingRule.DERIVATIVE_IN_PLACE,
+        "fc1/activation:output:grad",
+    )
     assert plan.tensors["loss:output"].shares == (SharingRule.VIEW, "fc3/activation:output")
     assert plan.tensors["fc1/activation:output"].offset == plan.tensors["fc1:output"].offset
 
@@ -165,7 +182,10 @@ def test_activations_that_read_their_input_never_run_in_place() -> None:
 
 
 def _residual_pair(relu_branch_first: bool) -> Model:
-    a: list[L.Layer] = [L.FullyConnected(unit=4, name="a", input_layers="x"), L.Activation("relu", name="relu")]
+    a: list[L.Layer] = [
+        L.FullyConnected(unit=4, name="a", input_layers="x"),
+        L.Activation("relu", name="relu"),
+    ]
     b: list[L.Layer] = [L.FullyConnected(unit=4, name="b", input_layers="x")]
     branches = a + b if relu_branch_first else b + a
     layers = [
@@ -180,7 +200,9 @@ def _residual_pair(relu_branch_first: bool) -> Model:
 
 
 @pytest.mark.parametrize("relu_branch_first", [True, False])
-def test_addition_hands_its_derivative_on_and_branches_do_not_overwrite_it(relu_branch_first: bool) -> None:
+def test_addition_hands_its_derivative_on_and_branches_do_not_overwrite_it(
+    relu_branch_first: bool,
+) -> None:
     model = _residual_pair(relu_branch_first)
     shares = _shares(model)
     assert shares["relu:output:grad"] == (SharingRule.DERIVATIVE_PASSTHROUGH, "add:output:grad")
@@ -207,14 +229,19 @@ def test_flatten_is_a_view_both_ways() -> None:
 def test_plan_json_is_self_describing() -> None:
     plan = plan_memory(fc3(optimizer=Adam(0.01)))
     data = plan.to_json()
-    assert {"lower_bound_bytes", "naive_bytes", "planners", "steps", "tensors", "buffers"} <= set(data)
+    assert {"lower_bound_bytes", "naive_bytes", "planners", "steps", "tensors", "buffers"} <= set(
+        data
+    )
     assert set(data["planners"]) == {"naive", "sorted", "greedy_by_size"}
     assert data["arena_bytes"] == data["planners"]["greedy_by_size"] >= data["lower_bound_bytes"]
     step = data["steps"][0]
     assert step["kind"] == "forward" and step["node"] == "in" and "in:output" in step["born"]
     assert "fc1:output" in data["steps"][2]["freed"]
     t = data["tensors"]["fc1/activation:output"]
-    assert t["shares"] == {"rule": "in_place", "source": "fc1:output"} and t["lifespan"] == "forward_to_backward"
+    assert (
+        t["shares"] == {"rule": "in_place", "source": "fc1:output"}
+        and t["lifespan"] == "forward_to_backward"
+    )
     kinds = data["bytes_by_kind"]
     assert kinds["optimizer_state"] == 2 * kinds["weight"] > 0
     assert sum(kinds.values()) == data["planners"]["naive"]

@@ -46,13 +46,17 @@ def random_blocks(draw: st.DrawFn) -> tuple[list[Block], int]:
 
 
 def _layout_problems(blocks: list[Block], offsets: dict[str, int]) -> list[str]:
-    placements = [Placement(b.name, offsets[b.name], b.size, b.first, b.last, b.name) for b in blocks]
+    placements = [
+        Placement(b.name, offsets[b.name], b.size, b.first, b.last, b.name) for b in blocks
+    ]
     return check_layout(placements, arena_size(blocks, offsets), ALIGNMENT)
 
 
 @settings(max_examples=300, deadline=None)
 @given(random_blocks())
-def test_every_planner_passes_the_checker_on_random_lifetimes(case: tuple[list[Block], int]) -> None:
+def test_every_planner_passes_the_checker_on_random_lifetimes(
+    case: tuple[list[Block], int],
+) -> None:
     blocks, orders = case
     bound, _ = lower_bound(blocks, orders)
     total = sum(b.size for b in blocks)
@@ -121,7 +125,11 @@ def test_greedy_by_size_best_fit_prefers_the_tighter_hole() -> None:
 
 
 def test_sorted_places_by_first_use_at_the_lowest_free_offset() -> None:
-    blocks = [Block("late_big", 512, 2, 3, 0), Block("early", 128, 0, 2, 1), Block("early2", 64, 0, 0, 2)]
+    blocks = [
+        Block("late_big", 512, 2, 3, 0),
+        Block("early", 128, 0, 2, 1),
+        Block("early2", 64, 0, 0, 2),
+    ]
     assert get_planner("sorted").place(blocks) == {"early": 0, "early2": 128, "late_big": 128}
 
 
@@ -138,7 +146,9 @@ def test_every_planner_passes_the_checker_on_random_graphs(model_case: tuple, pl
     for program in (model.program, model._inference_executor(3).program):
         plan = plan_memory(program, planner)
         check_plan(program, plan)
-        assert plan.lower_bound_bytes <= plan.arena_bytes <= plan.planners["naive"] <= plan.naive_bytes
+        assert (
+            plan.lower_bound_bytes <= plan.arena_bytes <= plan.planners["naive"] <= plan.naive_bytes
+        )
         assert plan.planners[planner] == plan.arena_bytes
 
 
@@ -196,10 +206,14 @@ def test_planners_reproduce_the_stored_offsets() -> None:
     import json
     from pathlib import Path
 
-    data = json.loads((Path(__file__).parents[1] / "data" / "plans" / "planner_cases.json").read_text())
+    data = json.loads(
+        (Path(__file__).parents[1] / "data" / "plans" / "planner_cases.json").read_text()
+    )
     assert data["alignment"] == ALIGNMENT and len(data["cases"]) >= 20
     for case in data["cases"]:
-        blocks = [Block(n, size, first, last, index) for n, size, first, last, index in case["blocks"]]
+        blocks = [
+            Block(n, size, first, last, index) for n, size, first, last, index in case["blocks"]
+        ]
         assert lower_bound(blocks, case["orders"])[0] == case["lower_bound"], case["name"]
         for name, expected in case["offsets"].items():
             offsets = get_planner(name).place(blocks)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .arena import ArenaStore
 from .bounds import live_bytes, lower_bound
-from .checker import PlanCheckError, Placement, check_layout, check_plan
+from .checker import Placement, PlanCheckError, check_layout, check_plan
 from .lifetimes import Lifespan, TensorUsage, analyse_usage
 from .plan import BufferPlan, MemoryPlan, StepPlan, TensorPlan, plan_memory
 from .planners import ALIGNMENT, PLANNERS, Block, Planner, align, arena_size, get_planner
@@ -23,8 +23,8 @@ __all__ = [
     "BufferPlan",
     "Lifespan",
     "MemoryPlan",
-    "PlanCheckError",
     "Placement",
+    "PlanCheckError",
     "Planner",
     "Share",
     "SharingRule",

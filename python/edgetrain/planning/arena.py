@@ -57,7 +57,9 @@ class ArenaStore:
             if offset is None:
                 given = shared.get(name)
                 if given is None:
-                    raise KeyError(f"tensor '{name}' is external to the plan but no array was given")
+                    raise KeyError(
+                        f"tensor '{name}' is external to the plan but no array was given"
+                    )
                 self.arrays[name] = given
                 continue
             raw = self.arena[offset : offset + spec.nbytes]

@@ -27,7 +27,9 @@ class PlanCheckError(AssertionError):
         self.problems = list(problems)
         shown = "\n  ".join(self.problems[:20])
         more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
-        super().__init__(f"the memory plan is unsafe ({len(self.problems)} problem(s)):\n  {shown}{more}")
+        super().__init__(
+            f"the memory plan is unsafe ({len(self.problems)} problem(s)):\n  {shown}{more}"
+        )
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,9 @@ def check_layout(placements: Sequence[Placement], arena_bytes: int, alignment: i
     problems: list[str] = []
     for p in placements:
         if p.offset < 0 or p.offset + p.nbytes > arena_bytes:
-            problems.append(f"'{p.name}' [{p.offset}, {p.offset + p.nbytes}) lies outside the arena of {arena_bytes} bytes")
+            problems.append(
+                f"'{p.name}' [{p.offset}, {p.offset + p.nbytes}) lies outside the arena of {arena_bytes} bytes"
+            )
         if p.offset % alignment:
             problems.append(f"'{p.name}' offset {p.offset} is not a multiple of {alignment}")
         if p.first > p.last:
@@ -62,7 +66,9 @@ def check_layout(placements: Sequence[Placement], arena_bytes: int, alignment: i
                 break
             if a.group == b.group:
                 if a.offset != b.offset:
-                    problems.append(f"'{a.name}' and '{b.name}' share a buffer at different offsets")
+                    problems.append(
+                        f"'{a.name}' and '{b.name}' share a buffer at different offsets"
+                    )
                 continue
             if a.first <= b.last and b.first <= a.last:
                 problems.append(
@@ -92,13 +98,23 @@ def required_orders(program: Program) -> dict[str, set[int]]:
             for w, g in b.gradients.items():
                 touched += [g, b.weights[w], *b.optimizer_state[w].values()]
         else:
-            reads = layer.gradient_reads if step.kind is StepKind.CALC_GRADIENT else layer.derivative_reads
+            reads = (
+                layer.gradient_reads
+                if step.kind is StepKind.CALC_GRADIENT
+                else layer.derivative_reads
+            )
             touched += b.grad_outputs
             touched += b.inputs if Operand.INPUTS in reads else []
             touched += b.outputs if Operand.OUTPUTS in reads else []
             touched += list(b.weights.values()) if Operand.WEIGHTS in reads else []
-            touched += list(b.gradients.values()) if step.kind is StepKind.CALC_GRADIENT else b.grad_inputs
-        if isinstance(layer, LossLayer) and program.label is not None and step.kind is not StepKind.APPLY_GRADIENT:
+            touched += (
+                list(b.gradients.values()) if step.kind is StepKind.CALC_GRADIENT else b.grad_inputs
+            )
+        if (
+            isinstance(layer, LossLayer)
+            and program.label is not None
+            and step.kind is not StepKind.APPLY_GRADIENT
+        ):
             touched.append(program.label)
         for name in touched:
             needed[name].add(k)
@@ -128,10 +144,16 @@ def check_plan(program: Program, plan: MemoryPlan) -> None:
             if name in results:
                 last = last_order
         if t.first > first or t.last < last:
-            problems.append(f"'{name}' must live over orders {first}-{last} but is planned for {t.first}-{t.last}")
+            problems.append(
+                f"'{name}' must live over orders {first}-{last} but is planned for {t.first}-{t.last}"
+            )
         if t.nbytes != program.tensors[name].nbytes:
-            problems.append(f"'{name}' is planned with {t.nbytes} bytes, needs {program.tensors[name].nbytes}")
-        placements.append(Placement(name, t.offset, program.tensors[name].nbytes, first, last, t.buffer))
+            problems.append(
+                f"'{name}' is planned with {t.nbytes} bytes, needs {program.tensors[name].nbytes}"
+            )
+        placements.append(
+            Placement(name, t.offset, program.tensors[name].nbytes, first, last, t.buffer)
+        )
     problems += check_layout(placements, plan.arena_bytes, plan.alignment)
     if problems:
         raise PlanCheckError(problems)

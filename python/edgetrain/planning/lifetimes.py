@@ -119,12 +119,18 @@ def step_accesses(program: Program, step: Step) -> Iterator[tuple[str, Access]]:
                 yield updated, Access.READ
                 yield updated, Access.WRITE
     else:
-        for name in binding.grad_outputs + operand_tensors(binding, backward_uses(layer, step.kind)):
+        for name in binding.grad_outputs + operand_tensors(
+            binding, backward_uses(layer, step.kind)
+        ):
             yield name, Access.READ
         kept = _kept_scratch(program, step)
         for name in scratch:
             yield name, Access.READ if name in kept else Access.WRITE
-        written = binding.gradients.values() if step.kind is StepKind.CALC_GRADIENT else binding.grad_inputs
+        written = (
+            binding.gradients.values()
+            if step.kind is StepKind.CALC_GRADIENT
+            else binding.grad_inputs
+        )
         for name in written:
             yield name, Access.WRITE
         if step.kind is StepKind.CALC_DERIVATIVE and uses_label and program.label is not None:

@@ -82,7 +82,9 @@ def nntrainer_order_map(program: Program) -> list[int]:
     return [table[(step.kind, step.node)] for step in program.steps]
 
 
-def nntrainer_usage(program: Program, renames: Mapping[str, str] | None = None) -> dict[str, set[int]]:
+def nntrainer_usage(
+    program: Program, renames: Mapping[str, str] | None = None
+) -> dict[str, set[int]]:
     """Per tensor (NNTrainer's names), the orders NNTrainer lists for it, derived from
     edgetrain's usage with NNTrainer's conventions applied (rules N1-N5 of
     ``spec/planning.md``). Tensors only NNTrainer creates are absent; labels, optimizer
@@ -110,7 +112,9 @@ def nntrainer_usage(program: Program, renames: Mapping[str, str] | None = None) 
         for w in b.weights.values():  # N2
             orders[w] |= {cg, ag} if trained else set()
             orders[w].add(cd if runs_cd or trained else NEVER)
-        if not runs_cd and not nntrainer_frozen(program, node.name) and node.layer.has_derivative:  # N3
+        if (
+            not runs_cd and not nntrainer_frozen(program, node.name) and node.layer.has_derivative
+        ):  # N3
             for name in b.grad_outputs + operand_tensors(b, node.layer.derivative_reads):
                 orders[name].add(cd)
         if not node.setup.weights:  # N4
@@ -131,7 +135,9 @@ def nntrainer_usage(program: Program, renames: Mapping[str, str] | None = None) 
     }
 
 
-def format_exegolden(program: Program, orders: Mapping[str, set[int]], renames: Mapping[str, str] | None = None) -> str:
+def format_exegolden(
+    program: Program, orders: Mapping[str, set[int]], renames: Mapping[str, str] | None = None
+) -> str:
     """``orders`` in NNTrainer's ``.exegolden`` text: nodes in graph order, each node's
     tensors sorted by name, one line ``name, order, order, ...`` (orders ascending)."""
     lines = []

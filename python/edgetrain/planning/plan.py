@@ -174,7 +174,11 @@ def plan_memory(
     (weights an inference program borrows) get no arena bytes and never share."""
     chosen = get_planner(planner)
     usage = analyse_usage(program)
-    shares = [s for s in find_sharing(program, usage) if s.tensor not in external and s.source not in external]
+    shares = [
+        s
+        for s in find_sharing(program, usage)
+        if s.tensor not in external and s.source not in external
+    ]
     buffers = group_buffers(usage, shares)
     blocks = _blocks(buffers, external)
     orders = len(program.steps)
@@ -184,7 +188,14 @@ def plan_memory(
     by_block = {b.name: b for b in blocks}
     buffer_plans = {
         b.name: BufferPlan(
-            b.name, b.members, by_block[b.name].size, b.first, b.last, b.lifespan, b.kind, offsets[b.name]
+            b.name,
+            b.members,
+            by_block[b.name].size,
+            b.first,
+            b.last,
+            b.lifespan,
+            b.kind,
+            offsets[b.name],
         )
         for b in buffers
         if b.name in by_block
@@ -216,8 +227,11 @@ def plan_memory(
             kind=step.kind.value,
             node=step.node,
             born=tuple(t.name for t in tensors.values() if t.first == k and t.offset is not None),
-            freed=tuple(t.name for t in tensors.values() if t.last == k and t.offset is not None
-                        and t.lifespan is not Lifespan.PERSISTENT),
+            freed=tuple(
+                t.name
+                for t in tensors.values()
+                if t.last == k and t.offset is not None and t.lifespan is not Lifespan.PERSISTENT
+            ),
         )
         for k, step in enumerate(program.steps)
     )

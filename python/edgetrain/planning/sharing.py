@@ -119,7 +119,9 @@ def find_sharing(program: Program, usage: Mapping[str, TensorUsage]) -> list[Sha
             for out in binding.outputs:
                 if _compatible(usage, out, binding.inputs[0], order):
                     share(out, binding.inputs[0], SharingRule.VIEW, order)
-        elif step.kind is StepKind.FORWARD and len(binding.inputs) == 1 and len(binding.outputs) == 1:
+        elif (
+            step.kind is StepKind.FORWARD and len(binding.inputs) == 1 and len(binding.outputs) == 1
+        ):
             source, out = binding.inputs[0], binding.outputs[0]
             if not _compatible(usage, out, source, order):
                 continue

@@ -16,7 +16,15 @@ from typing import Any
 from edgetrain.graph import build_graph
 from edgetrain.ini import read_ini
 from edgetrain.losses import make_loss
-from edgetrain.planning import PLANNERS, Block, align, arena_size, get_planner, lower_bound, plan_memory
+from edgetrain.planning import (
+    PLANNERS,
+    Block,
+    align,
+    arena_size,
+    get_planner,
+    lower_bound,
+    plan_memory,
+)
 from edgetrain.program import build_program
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -46,9 +54,12 @@ def model_cases() -> list[dict[str, Any]]:
             program = build_program(graph, training=training, optimizer_state=state)
             plan = plan_memory(program)
             blocks = [
-                Block(b.name, b.size, b.first, b.last, i) for i, b in enumerate(plan.buffers.values())
+                Block(b.name, b.size, b.first, b.last, i)
+                for i, b in enumerate(plan.buffers.values())
             ]
-            cases.append(_case(f"{stem}_{'train' if training else 'infer'}", blocks, len(program.steps)))
+            cases.append(
+                _case(f"{stem}_{'train' if training else 'infer'}", blocks, len(program.steps))
+            )
     return cases
 
 
@@ -63,13 +74,26 @@ def random_cases() -> list[dict[str, Any]]:
             last = rng.randrange(first, orders)
             if rng.random() < 0.1:
                 first, last = 0, orders - 1
-            blocks.append(Block(f"t{i}", align(rng.choice([1, 64, 100, 4096, rng.randint(1, 50000)])), first, last, i))
+            blocks.append(
+                Block(
+                    f"t{i}",
+                    align(rng.choice([1, 64, 100, 4096, rng.randint(1, 50000)])),
+                    first,
+                    last,
+                    i,
+                )
+            )
         cases.append(_case(f"random_{n}", blocks, orders))
     return cases
 
 
 def main() -> None:
-    OUT.write_text(json.dumps({"alignment": 64, "cases": model_cases() + random_cases()}, separators=(",", ":")) + "\n")
+    OUT.write_text(
+        json.dumps(
+            {"alignment": 64, "cases": model_cases() + random_cases()}, separators=(",", ":")
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":
