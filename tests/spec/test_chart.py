@@ -18,6 +18,7 @@ from edgetrain.planning.report import KIND_LABELS
 pytest.importorskip("matplotlib")
 
 from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,13 +97,23 @@ def test_units_follow_the_arena_size() -> None:
     assert "arena" in heading and "lower bound" in heading and "KiB" in heading
 
 
+def _phase_labels(figure: Figure) -> list[str]:
+    return [t.get_text() for t in figure.axes[0].texts if t.get_position()[1] == 1.005]
+
+
 def test_inference_chart_has_no_backward_shading() -> None:
-    plan = _plan(training=False)
-    figure = plan_figure(plan)
-    texts = [t.get_text() for t in figure.axes[0].texts]
-    assert texts == ["forward"]
-    training = [t.get_text() for t in plan_figure(_plan()).axes[0].texts]
-    assert training == ["forward", "backward and updates (shaded)"]
+    assert _phase_labels(plan_figure(_plan(training=False))) == ["forward"]
+    assert _phase_labels(plan_figure(_plan())) == ["forward", "backward and updates (shaded)"]
+
+
+def test_large_buffers_are_named() -> None:
+    plan = _plan()
+    names = {t.get_text() for t in plan_figure(plan).axes[0].texts} - set(
+        _phase_labels(plan_figure(plan))
+    )
+    assert "conv1/activation:output (+1)" in names  # conv1:output shares its bytes in place
+    assert "pool1:output" in names
+    assert all(name.split(" ")[0] in plan.tensors for name in names)
 
 
 def test_missing_matplotlib_names_the_extra(

@@ -66,6 +66,7 @@ def plan_figure(plan: MemoryPlan, *, title: str | None = None) -> Figure:
     for ax in (arena_ax, live_ax):
         _draw_phases(ax, plan)
     _draw_tensors(arena_ax, plan, unit)
+    _name_large_tensors(arena_ax, plan, unit)
     _draw_levels(arena_ax, plan, unit)
     _draw_live(live_ax, plan, unit)
     _label_phases(arena_ax, plan)
@@ -113,6 +114,31 @@ def _draw_tensors(ax: Axes, plan: MemoryPlan, unit: int) -> None:
             linewidth=edge,
             label=KIND_LABELS[kind],
             zorder=2,
+        )
+
+
+def _name_large_tensors(ax: Axes, plan: MemoryPlan, unit: int) -> None:
+    """Name every buffer big enough to hold the text (at least a tenth of the orders wide
+    and a thirtieth of the arena high) after its longest-lived tensor, so the big tensors
+    read at a glance; ``+n`` counts the others sharing its bytes in place."""
+    orders = max(len(plan.steps), 1)
+    height = max(plan.arena_bytes, 1)
+    for buffer in plan.buffers.values():
+        if (buffer.last - buffer.first + 1) * 10 < orders or buffer.size * 30 < height:
+            continue
+        members = [plan.tensors[m] for m in buffer.members]
+        longest = max(members, key=lambda t: t.last - t.first)
+        more = f" (+{len(members) - 1})" if len(members) > 1 else ""
+        ax.text(
+            (buffer.first + buffer.last) / 2,
+            (buffer.offset + buffer.size / 2) / unit,
+            longest.name + more,
+            ha="center",
+            va="center",
+            fontsize=6.5,
+            color="white",
+            clip_on=True,
+            zorder=4,
         )
 
 
