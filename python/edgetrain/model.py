@@ -27,7 +27,7 @@ from .graph import Graph, build_graph
 from .initializers import initialize
 from .layers.base import Layer
 from .losses import LossLayer, MeanSquaredError, make_loss
-from .planning import ArenaStore, MemoryPlan, get_planner, plan_memory
+from .planning import ArenaStore, MemoryPlan, check_plan, get_planner, plan_memory
 from .optimizers import SGD, Optimizer
 from .program import Program, build_program
 from .tensors import TensorKind, format_shape
@@ -189,18 +189,21 @@ class Model:
     def _executor(self, program: Program, *, owns_weights: bool = False) -> Executor:
         """An executor over a heap store, or over an arena when a planner is set. The
         compiled program's arena holds the weights (``_weights`` become views into it);
-        other programs borrow them."""
+        other programs borrow them. ``debug_poison`` also runs the plan checker."""
         store: TensorStore
         if self.planner is None:
             store = HeapStore(program.tensors, shared=self._weights)
-        elif owns_weights:
-            store = ArenaStore(program.tensors, plan_memory(program, self.planner), poison=self.debug_poison)
-            for name, values in self._weights.items():
-                np.copyto(store[name], values)
-                self._weights[name] = store[name]
         else:
-            plan = plan_memory(program, self.planner, external=list(self._weights))
-            store = ArenaStore(program.tensors, plan, shared=self._weights, poison=self.debug_poison)
+            external = () if owns_weights else list(self._weights)
+            plan = plan_memory(program, self.planner, external=external)
+            if self.debug_poison:
+                check_plan(program, plan)
+            shared = None if owns_weights else self._weights
+            store = ArenaStore(program.tensors, plan, shared=shared, poison=self.debug_poison)
+            if owns_weights:
+                for name, values in self._weights.items():
+                    np.copyto(store[name], values)
+                    self._weights[name] = store[name]
         rng = np.random.default_rng(self.seed + 1)
         return Executor(program, store, self.optimizer, rng)
 
