@@ -165,6 +165,12 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and splits")
     parser.add_argument("--save", type=Path, help="write the trained weights here (.bin or .npz)")
     parser.add_argument(
+        "--load",
+        type=Path,
+        help="start from these weights (.bin or .npz) instead of fresh ones: fine-tuning "
+        "(default: the save path when the model file says continue_train = true)",
+    )
+    parser.add_argument(
         "--validation-split",
         type=_fraction,
         help="fraction held out for validation (default 0.2, or the model file's "
@@ -180,6 +186,12 @@ def train(args: argparse.Namespace) -> int:
     if save is not None:
         check_save_path(save)
     model = setup.model
+    start_from = args.load
+    if start_from is None and setup.continue_train and save is not None and Path(save).is_file():
+        start_from = save
+    if start_from is not None:
+        model.load(start_from)
+        print(f"starting from the weights in {start_from} (optimizer state starts fresh)")
     epochs = args.epochs or setup.epochs
     train_data, valid_data, test_data = _training_data(args, setup)
     print(
@@ -287,6 +299,7 @@ class ModelFileSetup:
     train_data: Path | None
     valid_data: Path | None
     test_data: Path | None
+    continue_train: bool = False
 
 
 def open_model_file(
@@ -305,7 +318,13 @@ def open_model_file(
     )
     data = description.data
     return ModelFileSetup(
-        model, description.epochs, description.save_path, data.train, data.valid, data.test
+        model,
+        description.epochs,
+        description.save_path,
+        data.train,
+        data.valid,
+        data.test,
+        description.continue_train,
     )
 
 

@@ -112,6 +112,50 @@ def test_train_uses_the_model_files_data_and_save_path(tmp_path: Path, capsys: p
     assert (tmp_path / "saved" / "mlp.bin").stat().st_size == 4 * (6 * 8 + 8 + 8 * 3 + 3)
 
 
+def _npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def test_load_starts_training_from_saved_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ini = _mlp_files(tmp_path)
+    data = ["--data", str(tmp_path / "train.dat"), "--quiet"]
+    assert _run(capsys, "train", ini, *data, "--save", tmp_path / "first.npz")[0] == 0
+    frozen = tmp_path / "frozen.ini"
+    frozen.write_text(ini.read_text().replace("learning_rate = 0.1", "learning_rate = 1e-20"))
+    code, out, err = _run(
+        capsys, "train", frozen, *data, "--seed", "5", "--load", tmp_path / "first.npz", "--save", tmp_path / "again.npz"
+    )
+    assert code == 0, err
+    assert f"starting from the weights in {tmp_path / 'first.npz'}" in out
+    first, again = _npz(tmp_path / "first.npz"), _npz(tmp_path / "again.npz")
+    for name, value in first.items():
+        np.testing.assert_allclose(again[name], value, rtol=0, atol=1e-12)
+
+
+def test_continue_train_resumes_from_the_save_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ini = _mlp_files(tmp_path)
+    text = ini.read_text().replace("learning_rate = 0.1", "learning_rate = 1e-20")
+    ini.write_text(text.replace("epochs = 2", "epochs = 1\nsave_path = w.npz\ncontinue_train = true"))
+    data = ["--data", str(tmp_path / "train.dat"), "--quiet"]
+    code, out, _ = _run(capsys, "train", ini, *data, "--seed", "1")
+    assert code == 0 and "starting from" not in out  # nothing to continue from yet
+    first = _npz(tmp_path / "w.npz")
+    code, out, _ = _run(capsys, "train", ini, *data, "--seed", "2")
+    assert code == 0 and f"starting from the weights in {tmp_path / 'w.npz'}" in out
+    for name, value in _npz(tmp_path / "w.npz").items():
+        np.testing.assert_allclose(value, first[name], rtol=0, atol=1e-12)
+
+
+def test_loading_weights_of_another_model_fails_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ini = _mlp_files(tmp_path)
+    np.zeros(5, dtype="<f4").tofile(tmp_path / "small.bin")
+    code, out, err = _run(capsys, "train", ini, "--data", tmp_path / "train.dat", "--load", tmp_path / "small.bin")
+    _one_line_error(code, out, err, r"small\.bin: has 20 bytes but this model's 4 weight tensors take 332 bytes")
+
+
 def test_python_dash_m_runs_the_same_command_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "edgetrain", "summary", str(DIGITS_INI)],
