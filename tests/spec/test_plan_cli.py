@@ -157,7 +157,9 @@ def test_frozen_layers_are_named_and_shrink_the_plan(
 
 def test_format_bytes_uses_binary_units() -> None:
     assert format_bytes(0) == "0 B"
-    assert format_bytes(1023) == "1023 B"
+    assert format_bytes(999) == "999 B"
+    assert format_bytes(1000) == "0.98 KiB"
+    assert format_bytes(1013 * 1024) == "0.99 MiB"
     assert format_bytes(1536) == "1.50 KiB"
     assert format_bytes(100 * 1024) == "100 KiB"
     assert format_bytes(3 * 2**20 + 2**19) == "3.50 MiB"

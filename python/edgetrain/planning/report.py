@@ -40,10 +40,10 @@ _PLANNER_NOTES = {
 
 def format_bytes(nbytes: int) -> str:
     """``nbytes`` in binary units with three significant figures: ``512 B``, ``1.50 KiB``,
-    ``244 MiB``."""
+    ``244 MiB``, ``0.98 KiB`` (a unit is left at 1000, so there are never four digits)."""
     value = float(nbytes)
     unit = 0
-    while abs(value) >= 1024 and unit < len(_UNITS) - 1:
+    while abs(value) >= 1000 and unit < len(_UNITS) - 1:
         value /= 1024
         unit += 1
     if unit == 0:
@@ -172,7 +172,7 @@ def _ratio(size: int, base: int) -> str:
 
 
 def _kind_table(plan: MemoryPlan) -> str:
-    rows = [("bytes by kind", "arena buffers", "alive at the peak")]
+    rows = [("bytes by kind", "all buffers", "alive at the peak")]
     for kind, label in KIND_LABELS.items():
         total = plan.bytes_by_kind.get(kind.value, 0)
         peak = plan.peak_bytes_by_kind.get(kind.value, 0)
@@ -220,7 +220,7 @@ def _orders(plan: MemoryPlan) -> str:
         if born:
             lines.append(_wrap("       born: ", [_born(t) for t in born]))
         if step.freed:
-            lines.append(_wrap("       freed:", list(step.freed)))
+            lines.append(_wrap("       freed:", [_freed(plan, n, step.order) for n in step.freed]))
     return "\n".join(lines)
 
 
@@ -229,6 +229,15 @@ def _born(tensor: TensorPlan) -> str:
         rule, source = tensor.shares
         return f"{tensor.name} (in {source}, {rule.value})"
     return f"{tensor.name} {format_bytes(tensor.nbytes)}"
+
+
+def _freed(plan: MemoryPlan, name: str, order: int) -> str:
+    """A freed tensor, and the tensor keeping its bytes when its buffer lives on."""
+    buffer = plan.buffers.get(plan.tensors[name].buffer)
+    if buffer is None or buffer.last <= order:
+        return name
+    heir = max((plan.tensors[m] for m in buffer.members), key=lambda t: (t.last, t.first))
+    return f"{name} (bytes live on in {heir.name})"
 
 
 def _wrap(prefix: str, items: list[str]) -> str:
