@@ -147,7 +147,7 @@ fn bad_slices_are_errors_naming_the_operand() {
         err.to_string().contains("weight of shape (3, 2, 3, 3)"),
         "{err}"
     );
-    let err = conv::backward_input(&s, &y, &w, &mut vec![0.0; 31], &mut col, 1).unwrap_err();
+    let err = conv::backward_input(&s, &y, &w, &mut [0.0; 31], &mut col, 1).unwrap_err();
     assert!(matches!(
         err,
         Error::SliceLength {
