@@ -33,6 +33,9 @@ KIND_COLOURS: dict[TensorKind, str] = {
     TensorKind.LABEL: "#e377c2",
 }
 
+#: font size of the names written in large boxes
+_LABEL_POINTS = 6.5
+
 _UNITS = ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB"), (1, "B"))
 
 
@@ -66,7 +69,8 @@ def plan_figure(plan: MemoryPlan, *, title: str | None = None) -> Figure:
     for ax in (arena_ax, live_ax):
         _draw_phases(ax, plan)
     _draw_tensors(arena_ax, plan, unit)
-    _name_large_tensors(arena_ax, plan, unit)
+    width, height = figure.get_size_inches()
+    _name_large_tensors(arena_ax, plan, unit, (width - 2.6, (height - 1.6) * 0.8))
     _draw_levels(arena_ax, plan, unit)
     _draw_live(live_ax, plan, unit)
     _label_phases(arena_ax, plan)
@@ -117,25 +121,34 @@ def _draw_tensors(ax: Axes, plan: MemoryPlan, unit: int) -> None:
         )
 
 
-def _name_large_tensors(ax: Axes, plan: MemoryPlan, unit: int) -> None:
-    """Name every buffer big enough to hold the text (at least a tenth of the orders wide
-    and a thirtieth of the arena high) after its longest-lived tensor, so the big tensors
-    read at a glance; ``+n`` counts the others sharing its bytes in place."""
+def _name_large_tensors(ax: Axes, plan: MemoryPlan, unit: int, size: tuple[float, float]) -> None:
+    """Name every buffer whose box holds the text (across, or upright in a tall narrow
+    box) after its longest-lived tensor, so the big tensors read at a glance; ``+n``
+    counts the others sharing its bytes in place. ``size`` is the arena panel's
+    approximate size in inches, to measure boxes against text."""
     orders = max(len(plan.steps), 1)
-    height = max(plan.arena_bytes, 1)
+    top = max(plan.arena_bytes, 1)
+    char, line = _LABEL_POINTS * 0.62 / 72, _LABEL_POINTS * 1.5 / 72
     for buffer in plan.buffers.values():
-        if (buffer.last - buffer.first + 1) * 10 < orders or buffer.size * 30 < height:
-            continue
         members = [plan.tensors[m] for m in buffer.members]
         longest = max(members, key=lambda t: t.last - t.first)
-        more = f" (+{len(members) - 1})" if len(members) > 1 else ""
+        text = longest.name + (f" (+{len(members) - 1})" if len(members) > 1 else "")
+        wide = (buffer.last - buffer.first + 1) / orders * size[0]
+        high = buffer.size / top * size[1]
+        if wide >= len(text) * char and high >= line:
+            rotation = 0
+        elif high >= len(text) * char and wide >= line:
+            rotation = 90
+        else:
+            continue
         ax.text(
             (buffer.first + buffer.last) / 2,
             (buffer.offset + buffer.size / 2) / unit,
-            longest.name + more,
+            text,
+            rotation=rotation,
             ha="center",
             va="center",
-            fontsize=6.5,
+            fontsize=_LABEL_POINTS,
             color="white",
             clip_on=True,
             zorder=4,
