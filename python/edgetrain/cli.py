@@ -286,6 +286,38 @@ def _raw(path: Path, model: Model) -> RawFileDataset:
     return RawFileDataset.for_model(path, model)
 
 
+# -- evaluate ----------------------------------------------------------------------------
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    _model_argument(parser)
+    parser.add_argument("weights", type=Path, help="trained weights (.bin or .npz)")
+    parser.add_argument(
+        "--data",
+        help=(
+            f"data to score: a built-in data set ({', '.join(sorted(NAMED_DATASETS))}) or an "
+            "NNTrainer raw float file (default: the model file's test data, else its validation data)"
+        ),
+    )
+    parser.add_argument("--batch-size", type=_positive_int, help="batch size (default: the model file's)")
+
+
+@command("evaluate", "score trained weights on data: loss and accuracy", _evaluate_arguments)
+def evaluate(args: argparse.Namespace) -> int:
+    setup = open_model_file(args.model, batch_size=args.batch_size)
+    model = setup.model
+    model.load(args.weights)
+    source: str | Path | None = args.data or setup.test_data or setup.valid_data
+    if source is None:
+        raise ConfigError(
+            f"{args.model}: no data to score: give --data (a raw data file or one of "
+            f"{sorted(NAMED_DATASETS)}) or test data in the model file"
+        )
+    data = _checked(model, _named_or_raw(str(source), model), source)
+    print(f"{args.weights.name} on {source} ({len(data)} samples): {_metrics(model.evaluate(data))}")
+    return 0
+
+
 # -- model files ---------------------------------------------------------------------------
 
 

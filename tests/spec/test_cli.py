@@ -156,6 +156,33 @@ def test_loading_weights_of_another_model_fails_before_training(
     _one_line_error(code, out, err, r"small\.bin: has 20 bytes but this model's 4 weight tensors take 332 bytes")
 
 
+def test_evaluate_scores_saved_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ini = _mlp_files(tmp_path)
+    data = tmp_path / "train.dat"
+    assert _run(capsys, "train", ini, "--data", data, "--quiet", "--save", tmp_path / "w.bin")[0] == 0
+    code, out, err = _run(capsys, "evaluate", ini, tmp_path / "w.bin", "--data", data)
+    assert code == 0, err
+    match = re.fullmatch(r"w\.bin on .*train\.dat \(20 samples\): loss (\d\.\d{4})  accuracy (\d+\.\d\d)%\n", out)
+    assert match
+    model = Model.from_ini(ini)
+    model.compile(batch_size=4)
+    model.load(tmp_path / "w.bin")
+    from edgetrain.datasets import RawFileDataset
+
+    expected = model.evaluate(RawFileDataset.for_model(data, model))
+    assert match.group(1) == f"{expected['loss']:.4f}" and match.group(2) == f"{expected['accuracy']:.2%}"[:-1]
+
+
+def test_evaluate_defaults_to_the_model_files_test_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ini = _mlp_files(tmp_path)
+    assert _run(capsys, "train", ini, "--data", tmp_path / "train.dat", "--quiet", "--save", tmp_path / "w.npz")[0] == 0
+    code, out, err = _run(capsys, "evaluate", ini, tmp_path / "w.npz")
+    _one_line_error(code, out, err, "no data to score")
+    ini.write_text(ini.read_text() + "\n[DataSet]\nTrainData = train.dat\nTestData = valid.dat\n")
+    code, out, err = _run(capsys, "evaluate", ini, tmp_path / "w.npz")
+    assert code == 0 and "valid.dat (8 samples): loss" in out, err
+
+
 def test_python_dash_m_runs_the_same_command_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "edgetrain", "summary", str(DIGITS_INI)],
