@@ -58,7 +58,10 @@ def _shared_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run edgetrain's benchmarks: the one named, or all of them.",
+    )
     _shared_options(parser, top=True)
     sub = parser.add_subparsers(dest="benchmark", metavar="benchmark")
     for bench in BENCHMARKS.values():

@@ -142,6 +142,19 @@ def _peak_text(result: PlannerResult) -> str:
     for label, size in peak_breakdown(plan):
         if size * 100 >= plan.lower_bound_bytes:
             lines.append(f"  {label:28} {format_bytes(size):>10}")
+    if (
+        result.workload.name in NAIVE_TARGET_WORKLOADS
+        and plan.lower_bound_bytes * 3 > plan.naive_bytes
+    ):
+        lines.append(
+            "The lower bound alone is above a third of the naive total: no placement can meet "
+            "that target; fewer bytes must be alive at the peak."
+        )
+    if result.over_bound > MAX_OVER_BOUND:
+        gap = plan.planners[PLANNER] - plan.lower_bound_bytes
+        lines.append(
+            f"{PLANNER} is {format_bytes(gap)} above the bound: a better placement would help."
+        )
     return "\n".join(lines)
 
 
