@@ -4,6 +4,7 @@ readable units, a PNG on disk, and a clear error without matplotlib."""
 from __future__ import annotations
 
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -130,3 +131,12 @@ def test_missing_matplotlib_names_the_extra(
         == "edgetrain: error: drawing a memory chart needs matplotlib: pip install edgetrain[chart]\n"
     )
     assert not (tmp_path / "p.png").exists()
+
+
+def test_matplotlib_is_imported_only_to_draw() -> None:
+    """``edgetrain`` and its CLI start without matplotlib (an optional extra)."""
+    code = (
+        "import sys, edgetrain.cli, edgetrain.planning.chart; "
+        "assert 'matplotlib' not in sys.modules, 'imported at start-up'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
