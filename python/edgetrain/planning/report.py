@@ -205,12 +205,13 @@ def _persistent(plan: MemoryPlan) -> str:
 
 
 def _orders(plan: MemoryPlan) -> str:
-    lines = ["order  step               node" + " " * 22 + "      alive"]
+    width = max([len("node"), *(len(s.node) for s in plan.steps)])
+    lines = [f"order  {'step':17}  {'node':{width}}  {'alive':>10}"]
     for step in plan.steps:
         mark = "  <- peak" if step.order == plan.peak_order else ""
         live = plan.live_bytes[step.order] if step.order < len(plan.live_bytes) else 0
         lines.append(
-            f"{step.order:5}  {step.kind:17}  {step.node:26}  {format_bytes(live):>10}{mark}"
+            f"{step.order:5}  {step.kind:17}  {step.node:{width}}  {format_bytes(live):>10}{mark}"
         )
         born = [
             plan.tensors[n]
