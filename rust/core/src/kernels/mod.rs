@@ -2,11 +2,12 @@
 //! module in `python/edgetrain/`.
 
 pub mod activation;
+pub mod batch_norm;
 pub mod conv;
 pub mod fc;
+pub mod layer_norm;
 pub mod loss;
 pub mod merge;
-pub mod norm;
 pub mod pool;
 pub mod window;
 
@@ -84,6 +85,15 @@ impl<'a> InOut<'a> {
                 }
                 buffer
             }
+        }
+    }
+
+    /// The output slice, whose contents the caller will overwrite without reading (the
+    /// input must have been consumed already).
+    pub(crate) fn into_output_unread(self) -> &'a mut [f32] {
+        match self {
+            InOut::Separate(_, output) => output,
+            InOut::InPlace(buffer) => buffer,
         }
     }
 

@@ -5,6 +5,7 @@
 //! ow * sw + j * dw - left)` for tap `(i, j)`; cells outside the map are padding.
 
 use crate::error::{check_len, invalid, Result};
+use crate::kernels::elements;
 
 /// Explicit padding of the two spatial axes; `same` is resolved by the caller (the
 /// Python spec's `resolve_window`), so uneven amounts arrive here as numbers.
@@ -52,7 +53,7 @@ impl Window2d {
 
     /// The span of the kernel on the input, dilation included.
     pub fn effective_kernel(&self) -> [usize; 2] {
-        [0, 1].map(|a| (self.kernel[a] - 1) * self.dilation[a] + 1)
+        [0, 1].map(|a| self.kernel[a].saturating_sub(1) * self.dilation[a] + 1)
     }
 
     /// The input size with padding added.
@@ -153,8 +154,10 @@ pub fn im2col(window: &Window2d, channels: usize, x: &[f32], col: &mut [f32]) ->
     const OP: &str = "im2col";
     let [oh, ow] = window.output(OP)?;
     let [h, w] = window.input;
+    let rows = elements(OP, &[channels, window.kernel[0], window.kernel[1]])?;
+    elements(OP, &[rows, oh, ow])?;
     check_len(OP, "x", [channels, h, w], x.len())?;
-    check_len(OP, "col", [channels * window.taps(), oh * ow], col.len())?;
+    check_len(OP, "col", [rows, oh * ow], col.len())?;
     for_each_tap_row(window, channels, |plane, i, j, row| {
         let map = &x[plane * h * w..(plane + 1) * h * w];
         let rows = &mut col[row * oh * ow..(row + 1) * oh * ow];
@@ -169,7 +172,9 @@ pub fn col2im(window: &Window2d, channels: usize, col: &[f32], x: &mut [f32]) ->
     const OP: &str = "col2im";
     let [oh, ow] = window.output(OP)?;
     let [h, w] = window.input;
-    check_len(OP, "col", [channels * window.taps(), oh * ow], col.len())?;
+    let rows = elements(OP, &[channels, window.kernel[0], window.kernel[1]])?;
+    elements(OP, &[rows, oh, ow])?;
+    check_len(OP, "col", [rows, oh * ow], col.len())?;
     check_len(OP, "x", [channels, h, w], x.len())?;
     x.fill(0.0);
     for_each_tap_row(window, channels, |plane, i, j, row| {

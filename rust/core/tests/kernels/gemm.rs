@@ -107,3 +107,26 @@ fn wrong_lengths_and_zero_threads_are_errors_that_leave_c_alone() {
     ));
     assert_eq!(c, [7.0; 4]);
 }
+
+#[test]
+fn two_threads_run_inside_the_callers_rayon_pool() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut rng = Rng::new(5);
+    let (m, n, k) = (96, 200, 150);
+    let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+    let spec = GemmSpec::new(m, n, k).transpose_b().threads(2);
+    let mut out = vec![f32::NAN; m * n];
+    pool.install(|| gemm(&spec, &to_f32(&a), &to_f32(&b), &mut out))
+        .unwrap();
+    // B is read as stored n x k: reinterpret the same numbers for the reference.
+    assert_close(
+        &out,
+        &reference(&spec, &a, &b, &vec![0.0; m * n]),
+        1e-5,
+        1e-5,
+        "pool",
+    );
+}

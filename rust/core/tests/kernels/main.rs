@@ -5,12 +5,13 @@
 mod support;
 
 mod activation;
+mod batch_norm;
 mod conv;
 mod fc;
 mod gemm;
+mod layer_norm;
 mod loss;
 mod merge;
-mod norm;
 mod optim;
 mod pool;
 mod window;

@@ -1,10 +1,10 @@
 use crate::support::{assert_close, numeric_grad, to_f32, Rng};
-use edgetrain_core::kernels::norm::{
-    self, BatchNormParams, BatchNormShape, BatchNormWeights, LayerNormShape,
+use edgetrain_core::kernels::batch_norm::{
+    self, BatchNormParams, BatchNormShape, BatchNormWeights,
 };
 use edgetrain_core::kernels::InOut;
 
-const EPS: f64 = 1e-3;
+pub const EPS: f64 = 1e-3;
 
 /// `(outer, channels, inner)` around axes `first..=last`.
 fn split(dims: &[usize], first: usize, last: usize) -> (usize, usize, usize) {
@@ -18,7 +18,7 @@ fn split(dims: &[usize], first: usize, last: usize) -> (usize, usize, usize) {
 /// Normalise `x` per "group" and scale by the per-"param" gamma/beta, where `group` and
 /// `param` map a flat index (batch norm: group = param = channel; layer norm: group =
 /// row, param = feature).
-fn normalize(
+pub fn normalize(
     x: &[f64],
     gamma: &[f64],
     beta: &[f64],
@@ -69,7 +69,7 @@ fn batch_norm_training_matches_reference_finite_differences_and_moving_stats() {
             moving_variance: &mut mv,
         };
         let x32 = to_f32(&x);
-        norm::batch_norm_train_forward(
+        batch_norm::train_forward(
             &shape,
             &params,
             InOut::Separate(&x32, &mut y),
@@ -97,7 +97,7 @@ fn batch_norm_training_matches_reference_finite_differences_and_moving_stats() {
             moving_mean: &mut mm2,
             moving_variance: &mut mv2,
         };
-        norm::batch_norm_train_forward(
+        batch_norm::train_forward(
             &shape,
             &params,
             InOut::InPlace(&mut in_place),
@@ -114,8 +114,8 @@ fn batch_norm_training_matches_reference_finite_differences_and_moving_stats() {
 
         let (mut dg, mut db, mut dx) = (vec![f32::NAN; c], vec![f32::NAN; c], vec![f32::NAN; len]);
         let dy32 = to_f32(&dy);
-        norm::batch_norm_grad(&shape, &dy32, &x_hat, &mut dg, &mut db).unwrap();
-        norm::batch_norm_backward(
+        batch_norm::grad(&shape, &dy32, &x_hat, &mut dg, &mut db).unwrap();
+        batch_norm::backward(
             &shape,
             InOut::Separate(&dy32, &mut dx),
             &x_hat,
@@ -145,7 +145,7 @@ fn batch_norm_training_matches_reference_finite_differences_and_moving_stats() {
             "bn d_beta",
         );
         let mut dx_in_place = dy32.clone();
-        norm::batch_norm_backward(
+        batch_norm::backward(
             &shape,
             InOut::InPlace(&mut dx_in_place),
             &x_hat,
@@ -167,7 +167,7 @@ fn batch_norm_inference_uses_moving_statistics() {
         dims: &dims,
         axis: 1,
     };
-    norm::batch_norm_infer_forward(
+    batch_norm::infer_forward(
         &shape,
         1.0,
         InOut::Separate(&x, &mut y),
@@ -187,7 +187,7 @@ fn batch_norm_inference_uses_moving_statistics() {
         })
         .collect();
     assert_close(&y, &expected, 1e-6, 1e-6, "inference y");
-    let err = norm::batch_norm_infer_forward(
+    let err = batch_norm::infer_forward(
         &shape,
         1.0,
         InOut::Separate(&x, &mut y),
@@ -198,121 +198,4 @@ fn batch_norm_inference_uses_moving_statistics() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("gamma of shape (2,)"), "{err}");
-}
-
-#[test]
-fn layer_norm_matches_reference_and_finite_differences() {
-    let mut rng = Rng::new(41);
-    for (dims, trailing) in [
-        (vec![3, 4, 5], 1),
-        (vec![3, 4, 5], 2),
-        (vec![2, 3, 2, 2], 3),
-    ] {
-        let rank = dims.len();
-        let (rows, features, _) = split(&dims, rank - trailing, rank - 1);
-        let len = rows * features;
-        let (x, gamma, beta, dy) = (
-            rng.vec(len),
-            rng.vec(features),
-            rng.vec(features),
-            rng.vec(len),
-        );
-        let row = |i: usize| i / features;
-        let feature = |i: usize| i % features;
-        let f = |x: &[f64], g: &[f64], b: &[f64]| normalize(x, g, b, row, feature, rows).0;
-        let shape = LayerNormShape {
-            dims: &dims,
-            normalized: trailing,
-        };
-        let (gamma32, beta32, x32) = (to_f32(&gamma), to_f32(&beta), to_f32(&x));
-        let (mut y, mut x_hat, mut inv_std) = (
-            vec![f32::NAN; len],
-            vec![f32::NAN; len],
-            vec![f32::NAN; rows],
-        );
-        norm::layer_norm_forward(
-            &shape,
-            EPS as f32,
-            InOut::Separate(&x32, &mut y),
-            &gamma32,
-            &beta32,
-            Some(&mut x_hat),
-            &mut inv_std,
-        )
-        .unwrap();
-        assert_close(&y, &f(&x, &gamma, &beta), 1e-5, 1e-5, "ln y");
-        let mut inference = x32.clone();
-        let mut inv2 = vec![0.0; rows];
-        norm::layer_norm_forward(
-            &shape,
-            EPS as f32,
-            InOut::InPlace(&mut inference),
-            &gamma32,
-            &beta32,
-            None,
-            &mut inv2,
-        )
-        .unwrap();
-        assert_eq!(inference, y, "inference in place = training output");
-
-        let (mut dg, mut db, mut dx) = (
-            vec![f32::NAN; features],
-            vec![f32::NAN; features],
-            vec![f32::NAN; len],
-        );
-        let dy32 = to_f32(&dy);
-        norm::layer_norm_grad(&shape, &dy32, &x_hat, &mut dg, &mut db).unwrap();
-        norm::layer_norm_backward(
-            &shape,
-            InOut::Separate(&dy32, &mut dx),
-            &x_hat,
-            &inv_std,
-            &gamma32,
-        )
-        .unwrap();
-        assert_close(
-            &dx,
-            &numeric_grad(|p| f(p, &gamma, &beta), &x, &dy),
-            1e-3,
-            1e-4,
-            "ln dx",
-        );
-        assert_close(
-            &dg,
-            &numeric_grad(|p| f(&x, p, &beta), &gamma, &dy),
-            1e-4,
-            1e-5,
-            "ln d_gamma",
-        );
-        assert_close(
-            &db,
-            &numeric_grad(|p| f(&x, &gamma, p), &beta, &dy),
-            1e-4,
-            1e-5,
-            "ln d_beta",
-        );
-    }
-}
-
-#[test]
-fn layer_norm_refuses_axes_it_cannot_normalise() {
-    let dims = [2, 3];
-    let mut inv = [0.0; 2];
-    for trailing in [0, 3] {
-        let shape = LayerNormShape {
-            dims: &dims,
-            normalized: trailing,
-        };
-        let err = norm::layer_norm_forward(
-            &shape,
-            1e-5,
-            InOut::InPlace(&mut [0.0; 6]),
-            &[1.0; 3],
-            &[0.0; 3],
-            None,
-            &mut inv,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("trailing axes"), "{err}");
-    }
 }
