@@ -7,6 +7,7 @@ mod support;
 mod activation;
 mod batch_norm;
 mod conv;
+mod dropout;
 mod fc;
 mod gemm;
 mod layer_norm;
