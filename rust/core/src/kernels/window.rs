@@ -238,8 +238,13 @@ fn scatter_tap(window: &Window2d, rows: &[f32], tap: [usize; 2], out: [usize; 2]
         let row = &rows[o * out[1]..(o + 1) * out[1]];
         let line = &mut map[(o as isize * sh as isize + off_h) as usize * w..][..w];
         let first = (w_lo as isize * sw as isize + off_w) as usize;
-        for (k, &v) in row[w_lo..w_hi].iter().enumerate() {
-            line[first + k * sw] += v;
+        if sw == 1 {
+            let cells = &mut line[first..first + (w_hi - w_lo)];
+            cells.iter_mut().zip(&row[w_lo..w_hi]).for_each(|(c, &v)| *c += v);
+        } else {
+            for (k, &v) in row[w_lo..w_hi].iter().enumerate() {
+                line[first + k * sw] += v;
+            }
         }
     }
 }

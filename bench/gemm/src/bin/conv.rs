@@ -1,0 +1,92 @@
+//! Times edgetrain-core's conv2d kernels (im2col + faer GEMM per sample) on VGG-16 and
+//! ResNet-18 layers at batch 32, and reports how much of each step is the GEMM itself.
+//!
+//! `cargo run --release --bin conv -- <threads>`.
+
+use edgetrain_core::gemm::{gemm, GemmSpec};
+use edgetrain_core::kernels::conv::{self, Conv2dShape};
+use edgetrain_core::kernels::window::{Padding, Window2d};
+use std::time::Instant;
+
+/// Median seconds of `runs` calls after one warm-up.
+fn time(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut samples: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[runs / 2]
+}
+
+fn main() {
+    let threads: usize = std::env::args()
+        .nth(1)
+        .map_or(1, |s| s.parse().expect("threads"));
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .expect("pool");
+    let layers = [
+        ("vgg conv1_2 64->64 @32", 64, 64, 32, 1),
+        ("vgg conv3_2 256->256 @8", 256, 256, 8, 1),
+        ("vgg conv5_2 512->512 @2", 512, 512, 2, 1),
+        ("resnet 128->128 @16", 128, 128, 16, 1),
+        ("resnet down 64->128 s2", 64, 128, 32, 2),
+    ];
+    println!("threads={threads}, batch 32, 3x3 kernels, padding 1; milliseconds (GFLOP/s)");
+    println!(
+        "{:<26} {:>16} {:>16} {:>16} {:>10}",
+        "layer", "forward", "grad_weight", "backward_input", "gemm share"
+    );
+    for (name, c, f, size, stride) in layers {
+        let window = Window2d {
+            stride: [stride, stride],
+            padding: Padding::uniform(1),
+            ..Window2d::new([size, size], [3, 3])
+        };
+        let shape = Conv2dShape {
+            batch: 32,
+            in_channels: c,
+            filters: f,
+            window,
+        };
+        let [n, _, oh, ow] = shape.output_dims().unwrap();
+        let x = vec![0.5f32; n * c * size * size];
+        let w = vec![0.01f32; f * c * 9];
+        let mut y = vec![0.0f32; n * f * oh * ow];
+        let mut dw = vec![0.0f32; w.len()];
+        let mut dx = vec![0.0f32; x.len()];
+        let mut col = vec![0.0f32; shape.col_len().unwrap()];
+        let runs = 5;
+        let fwd = time(runs, || {
+            conv::forward(&shape, &x, &w, None, &mut y, &mut col, threads).unwrap()
+        });
+        let grad = time(runs, || {
+            conv::grad_weight(&shape, &x, &y, &mut dw, None, &mut col, threads).unwrap()
+        });
+        let back = time(runs, || {
+            conv::backward_input(&shape, &y, &w, &mut dx, &mut col, threads).unwrap()
+        });
+        let spec = GemmSpec::new(f, oh * ow, c * 9).threads(threads);
+        let mut out = vec![0.0f32; f * oh * ow];
+        let gemm_only = time(runs, || {
+            for _ in 0..n {
+                gemm(&spec, &w, &col, &mut out).unwrap();
+            }
+        });
+        let flops = 2.0 * (n * f * oh * ow * c * 9) as f64;
+        let cell = |s: f64| format!("{:.1} ({:.0})", s * 1e3, flops / s / 1e9);
+        println!(
+            "{:<26} {:>16} {:>16} {:>16} {:>9.0}%",
+            name,
+            cell(fwd),
+            cell(grad),
+            cell(back),
+            100.0 * gemm_only / fwd
+        );
+    }
+}
