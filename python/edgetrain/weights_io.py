@@ -1,9 +1,10 @@
-"""Weight files: NNTrainer's ``.bin`` and a named ``.npz``, written atomically.
+"""Weight files: NNTrainer's ``.bin``, a named ``.npz`` and ``.safetensors``, written atomically.
 
 ``.bin`` is what NNTrainer's ``NeuralNetwork::save(MODEL_FORMAT_BIN)`` writes: every
 weight of every layer as little-endian float32, layers in execution order and each
 layer's weights in the order it declares them, nothing else. ``.npz`` keeps each weight
-under its ``"<layer>:<weight>"`` name, so it survives reordering and is checked by name.
+under its ``"<layer>:<weight>"`` name, so it survives reordering and is checked by name;
+``.safetensors`` does the same in the interchange format (``interchange/safetensors_io.py``).
 A save never leaves a half-written file: it writes a temporary file in the same
 directory, syncs it to disk and renames it over the target. See ``spec/weights.md``.
 """
@@ -35,9 +36,14 @@ BIN_TRAILER_BYTES = 8
 BIN_ADAM_TAG = b"adam"
 
 
+#: weight formats chosen by file extension; any other name is NNTrainer's ``.bin``
+NAMED_FORMATS = {".npz": "npz", ".safetensors": "safetensors"}
+
+
 def weight_format(path: PathLike) -> str:
-    """``"npz"`` for a ``.npz`` name, else ``"bin"`` (NNTrainer names any weight file)."""
-    return "npz" if Path(path).suffix.lower() == ".npz" else "bin"
+    """``"npz"`` or ``"safetensors"`` by extension, else ``"bin"`` (NNTrainer names any
+    weight file)."""
+    return NAMED_FORMATS.get(Path(path).suffix.lower(), "bin")
 
 
 # -- saving --------------------------------------------------------------------------------
@@ -114,11 +120,19 @@ def _sync_directory(directory: Path) -> None:
 
 def save_weights(path: PathLike, weights: Mapping[str, Array]) -> None:
     """Save ``weights`` (in the model's order: layers in execution order, each layer's
-    weights as declared) to ``path`` as ``.bin`` or ``.npz`` by its extension."""
+    weights as declared) to ``path`` as ``.bin``, ``.npz`` or ``.safetensors`` by its
+    extension."""
     for name, value in weights.items():
         if not np.all(np.isfinite(value)):
             raise SaveError(f"cannot save weights to {path}: weight '{name}' has NaN or infinite values")
-    if weight_format(path) == "npz":
+    chosen = weight_format(path)
+    if chosen == "safetensors":
+        from .interchange.safetensors_io import write_safetensors
+
+        def write(handle: IO[bytes]) -> None:
+            write_safetensors(handle, weights)
+
+    elif chosen == "npz":
         arrays = {name: np.asarray(value) for name, value in weights.items()}
 
         def write(handle: IO[bytes]) -> None:
@@ -138,12 +152,19 @@ def save_weights(path: PathLike, weights: Mapping[str, Array]) -> None:
 
 def load_weights(path: PathLike, expected: Mapping[str, Shape]) -> dict[str, Array]:
     """Read the weights of a model whose weights are ``expected`` (name -> shape, in the
-    model's order), checking sizes (``.bin``) or names and shapes (``.npz``)."""
+    model's order), checking sizes (``.bin``) or names and shapes (``.npz``,
+    ``.safetensors``)."""
     source = Path(path)
     if not source.is_file():
         raise ModelFileError("no such weights file" if not source.exists() else "not a regular file", path=source)
     if weight_format(source) == "npz":
         return _load_npz(source, expected)
+    if weight_format(source) == "safetensors":
+        from .interchange.safetensors_io import load_safetensors
+
+        result = load_safetensors(source, expected)
+        _check_finite(source, result)
+        return result
     return _load_bin(source, expected)
 
 

@@ -1,0 +1,1 @@
+"""Weights and models in other frameworks' formats: safetensors, ONNX import and export."""
