@@ -20,6 +20,7 @@ from . import __version__
 from .data import ArrayDataset, Dataset, split_dataset
 from .datasets import NAMED_DATASETS, RawFileDataset, load_named
 from .errors import ConfigError, DataError, EdgetrainError, SaveError
+from .freezing import unfrozen_plan
 from .model import Model
 from .planning import PLANNERS
 from .planning.chart import draw_plan
@@ -129,12 +130,17 @@ def plan(args: argparse.Namespace) -> int:
     setup = open_model_file(args.model, batch_size=args.batch_size, training=not args.inference)
     model = setup.model
     memory = model.plan(args.planner)
+    unfrozen = unfrozen_plan(model, args.planner)
     mode = "inference" if args.inference else "training"
     what = f"{args.model.name}: {mode}, batch size {model.batch_size}"
     if args.chart is not None:
         draw_plan(memory, args.chart, title=what)
     data = plan_json(
-        memory, model=str(args.model), batch_size=model.batch_size, training=not args.inference
+        memory,
+        unfrozen,
+        model=str(args.model),
+        batch_size=model.batch_size,
+        training=not args.inference,
     )
     if args.json is not None and str(args.json) == "-":
         print(json.dumps(data, indent=1))
@@ -144,7 +150,8 @@ def plan(args: argparse.Namespace) -> int:
             args.json.write_text(json.dumps(data, indent=1) + "\n")
         except OSError as err:
             raise SaveError(f"cannot write {args.json}: {err.strerror or err}") from None
-    print(render_plan(memory, title=f"memory plan of {what}, {model.dtype}", orders=not args.brief))
+    title = f"memory plan of {what}, {model.dtype}"
+    print(render_plan(memory, title=title, orders=not args.brief, unfrozen=unfrozen))
     return 0
 
 

@@ -270,6 +270,75 @@ class Model:
         check_inputs(inputs, shapes, names)
         return ArrayDataset(inputs, self._labels(y))
 
+    # -- freezing ----------------------------------------------------------------------
+
+    def freeze(
+        self, layers: str | Sequence[str] | None = None, *, up_to: str | None = None
+    ) -> list[str]:
+        """Stop training ``layers`` (a name or several), or the layer ``up_to`` *and every
+        layer whose forward step runs before it* (inclusive, in execution order), or every
+        layer when neither is given; returns the names selected, in execution order.
+
+        A frozen layer gets no gradient, optimizer state or update, and derivatives stop
+        at the lowest layer that still trains, so the memory plan shrinks
+        (``spec/graph.md``). A compiled model is recompiled at once, keeping its weights,
+        its iteration (the schedule's position) and the optimizer state of the weights
+        that still train. Batch-norm moving statistics of a frozen layer still follow
+        the training batches (NNTrainer's rule, ``spec/layers/normalization.md``)."""
+        return self._set_trainable(False, layers, up_to)
+
+    def unfreeze(
+        self, layers: str | Sequence[str] | None = None, *, up_to: str | None = None
+    ) -> list[str]:
+        """Train again the layers :meth:`freeze` would select with the same arguments.
+        A compiled model is recompiled, keeping weights and iteration; when a weight starts
+        training, the optimizer state of *every* weight starts fresh (zero moments, step
+        count 0), as one shared step count cannot bias-correct weights that began
+        training at different times."""
+        return self._set_trainable(True, layers, up_to)
+
+    def _set_trainable(
+        self, trainable: bool, names: str | Sequence[str] | None, up_to: str | None
+    ) -> list[str]:
+        from .freezing import select_layers
+
+        chosen = select_layers(self.layers, names, up_to)
+        for layer in chosen:
+            layer.trainable = trainable
+        if self._graph is not None:
+            self._recompile()
+        return [str(layer.name) for layer in chosen]
+
+    def _recompile(self) -> None:
+        """Compile again with the same settings; weights and iteration are kept, and the
+        optimizer state (with its step count) when no weight starts training."""
+        old = self._train
+        state: dict[str, Array] = {}
+        old_gradients: set[str] = set()
+        if old is not None:
+            for name, spec in old.program.tensors.items():
+                if spec.kind is TensorKind.OPTIMIZER_STATE:
+                    state[name] = old.store[name].copy()
+                elif spec.kind is TensorKind.GRADIENT:
+                    old_gradients.add(name)
+        self.compile(
+            self.optimizer,
+            self.batch_size,
+            seed=self.seed,
+            dtype=self.dtype,
+            planner=self.planner,
+            debug_poison=self.debug_poison,
+        )
+        new = self._train
+        if old is None or new is None:
+            return
+        gradients = {n for n, s in new.program.tensors.items() if s.kind is TensorKind.GRADIENT}
+        if gradients <= old_gradients:
+            for name, values in state.items():
+                if name in new.program.tensors:
+                    np.copyto(new.store[name], values)
+            new.update_count = old.update_count
+
     # -- training ----------------------------------------------------------------------
 
     def _trainer(self) -> Executor:

@@ -75,11 +75,18 @@ def layer_training(plan: MemoryPlan) -> LayerTraining:
     )
 
 
-def render_plan(plan: MemoryPlan, *, title: str | None = None, orders: bool = True) -> str:
+def render_plan(
+    plan: MemoryPlan,
+    *,
+    title: str | None = None,
+    orders: bool = True,
+    unfrozen: MemoryPlan | None = None,
+) -> str:
     """The whole report: header, planners against the bounds, the split by kind and (when
-    ``orders``) every execution order with what is born and freed there."""
+    ``orders``) every execution order with what is born and freed there. ``unfrozen`` is
+    the plan of the same model with every layer trainable, compared in the header."""
     sections = [
-        _header(plan, title),
+        _header(plan, title, unfrozen),
         _planner_table(plan),
         _kind_table(plan),
         _persistent(plan),
@@ -88,19 +95,22 @@ def render_plan(plan: MemoryPlan, *, title: str | None = None, orders: bool = Tr
     return "\n\n".join(s for s in sections if s)
 
 
-def plan_json(plan: MemoryPlan, **context: Any) -> dict[str, Any]:
+def plan_json(plan: MemoryPlan, unfrozen: MemoryPlan | None = None, **context: Any) -> dict[str, Any]:
     """``plan.to_json()`` with what the plan was made from (``context``: model file,
-    batch size, ...) and which layers train, as ``edgetrain plan --json`` writes it."""
+    batch size, ...) and which layers train, as ``edgetrain plan --json`` writes it;
+    ``unfrozen_arena_bytes`` is the arena with every layer trainable (when any is frozen)."""
     training = layer_training(plan)
+    extra = {"unfrozen_arena_bytes": unfrozen.arena_bytes} if unfrozen is not None else {}
     return {
         **context,
         "trained_layers": list(training.trained),
         "frozen_layers": list(training.frozen),
+        **extra,
         **plan.to_json(),
     }
 
 
-def _header(plan: MemoryPlan, title: str | None) -> str:
+def _header(plan: MemoryPlan, title: str | None, unfrozen: MemoryPlan | None = None) -> str:
     training = layer_training(plan)
     lines = [title] if title else []
     lines.append(
@@ -116,6 +126,14 @@ def _header(plan: MemoryPlan, title: str | None) -> str:
         lines.append(
             _wrap("frozen layers (no gradients, no optimizer state):", _names(training.frozen))
         )
+        if unfrozen is not None:
+            saved = unfrozen.arena_bytes - plan.arena_bytes
+            lines.append(
+                f"arena {format_bytes(plan.arena_bytes)} with freezing, "
+                f"{format_bytes(unfrozen.arena_bytes)} with every layer trainable "
+                f"(freezing saves {format_bytes(saved)}, "
+                f"{saved / unfrozen.arena_bytes:.0%})"
+            )
     return "\n".join(lines)
 
 
