@@ -176,9 +176,7 @@ def untrained_weights(program: Program) -> frozenset[str]:
     """Weights without a gradient (batch-norm moving statistics, frozen layers): their
     forward step may update them (moving statistics), which the layer contract does not
     declare, so every forward use of one counts as a write."""
-    trained = {
-        b.weights[w] for b in program.bindings.values() for w in b.gradients
-    }
+    trained = {b.weights[w] for b in program.bindings.values() for w in b.gradients}
     return frozenset(
         name
         for name, spec in program.tensors.items()
@@ -240,7 +238,11 @@ class _Run:
 
 
 def buffer_runs(
-    program: Program, plan: MemoryPlan, buffer: BufferPlan, lookahead: int, untrained: Collection[str]
+    program: Program,
+    plan: MemoryPlan,
+    buffer: BufferPlan,
+    lookahead: int,
+    untrained: Collection[str],
 ) -> list[_Run]:
     """The segments of a swapped buffer, before offsets are given (``spec/swapping.md`` §3)."""
     uses = buffer_uses(plan, buffer)
@@ -279,11 +281,15 @@ def plan_swap(
     program at ``lookahead``, its resident arena and its swap file placed by ``planner``.
     ``plan`` may pass the program's unswapped plan with that planner to save its cost."""
     if isinstance(lookahead, bool) or int(lookahead) != lookahead or lookahead < 0:
-        raise ConfigError(f"lookahead must be a non-negative integer, got {lookahead!r}", key="lookahead")
+        raise ConfigError(
+            f"lookahead must be a non-negative integer, got {lookahead!r}", key="lookahead"
+        )
     chosen = get_planner(planner)
     base = plan if plan is not None else plan_memory(program, planner)
     if base.external:
-        raise ConfigError("a swap schedule is made for a training program, not one borrowing weights")
+        raise ConfigError(
+            "a swap schedule is made for a training program, not one borrowing weights"
+        )
     wanted = set(swap_candidates(base, lookahead) if swapped is None else swapped)
     unknown = sorted(wanted - set(base.buffers))
     if unknown:
@@ -320,8 +326,15 @@ def plan_swap(
     segments = {
         name: tuple(
             Segment(
-                name, j, r.start, r.end, r.uses, r.read_in, r.exit,
-                offsets[f"{name}#{j}"], base.buffers[name].size,
+                name,
+                j,
+                r.start,
+                r.end,
+                r.uses,
+                r.read_in,
+                r.exit,
+                offsets[f"{name}#{j}"],
+                base.buffers[name].size,
             )  # fmt: skip
             for j, r in enumerate(runs[name])
         )
