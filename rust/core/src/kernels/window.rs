@@ -148,19 +148,71 @@ fn tap_offset(w: &Window2d, axis: usize, tap: usize) -> isize {
     (tap * w.dilation[axis]) as isize - before as isize
 }
 
+/// Where one sample's columns sit in a column matrix shared by several samples: rows of
+/// `row_len` entries, this sample's `OH*OW` columns starting at `first`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColumnBlock {
+    pub row_len: usize,
+    pub first: usize,
+}
+
+/// Validates a column matrix of `col_len` elements holding `block` for `op`; returns
+/// the number of its rows and the output size.
+fn check_columns(
+    op: &'static str,
+    window: &Window2d,
+    channels: usize,
+    col_len: usize,
+    block: ColumnBlock,
+) -> Result<(usize, [usize; 2])> {
+    let [oh, ow] = window.output(op)?;
+    let rows = elements(op, &[channels, window.kernel[0], window.kernel[1]])?;
+    let map = elements(op, &[oh, ow])?;
+    if block
+        .first
+        .checked_add(map)
+        .is_none_or(|end| end > block.row_len)
+    {
+        return Err(invalid(
+            op,
+            "block",
+            format!(
+                "{map} columns from {} do not fit rows of {}",
+                block.first, block.row_len
+            ),
+        ));
+    }
+    elements(op, &[rows, block.row_len])?;
+    check_len(op, "col", [rows, block.row_len], col_len)?;
+    Ok((rows, [oh, ow]))
+}
+
 /// The column matrix of one sample: `x (C, H, W)` into `col (C*kh*kw, OH*OW)`, row
 /// `(c, i, j)` (the weight's `(in, kh, kw)` order), column `(oh, ow)`; padding reads 0.
 pub fn im2col(window: &Window2d, channels: usize, x: &[f32], col: &mut [f32]) -> Result<()> {
+    let [oh, ow] = window.output("im2col")?;
+    let whole = ColumnBlock {
+        row_len: oh * ow,
+        first: 0,
+    };
+    im2col_block(window, channels, x, col, whole)
+}
+
+/// [`im2col`] into the columns `block` names of a matrix shared by several samples.
+pub fn im2col_block(
+    window: &Window2d,
+    channels: usize,
+    x: &[f32],
+    col: &mut [f32],
+    block: ColumnBlock,
+) -> Result<()> {
     const OP: &str = "im2col";
-    let [oh, ow] = window.output(OP)?;
+    let (_, [oh, ow]) = check_columns(OP, window, channels, col.len(), block)?;
     let [h, w] = window.input;
-    let rows = elements(OP, &[channels, window.kernel[0], window.kernel[1]])?;
-    elements(OP, &[rows, oh, ow])?;
     check_len(OP, "x", [channels, h, w], x.len())?;
-    check_len(OP, "col", [rows, oh * ow], col.len())?;
     for_each_tap_row(window, channels, |plane, i, j, row| {
         let map = &x[plane * h * w..(plane + 1) * h * w];
-        let rows = &mut col[row * oh * ow..(row + 1) * oh * ow];
+        let rows = &mut col[row * block.row_len + block.first..][..oh * ow];
         gather_tap(window, map, [i, j], [oh, ow], rows);
     });
     Ok(())
@@ -169,17 +221,30 @@ pub fn im2col(window: &Window2d, channels: usize, x: &[f32], col: &mut [f32]) ->
 /// The adjoint of [`im2col`]: every column entry added back onto the input cell it was
 /// read from, overwriting `x (C, H, W)`; entries read from padding are dropped.
 pub fn col2im(window: &Window2d, channels: usize, col: &[f32], x: &mut [f32]) -> Result<()> {
+    let [oh, ow] = window.output("col2im")?;
+    let whole = ColumnBlock {
+        row_len: oh * ow,
+        first: 0,
+    };
+    col2im_block(window, channels, col, x, whole)
+}
+
+/// [`col2im`] from the columns `block` names of a matrix shared by several samples.
+pub fn col2im_block(
+    window: &Window2d,
+    channels: usize,
+    col: &[f32],
+    x: &mut [f32],
+    block: ColumnBlock,
+) -> Result<()> {
     const OP: &str = "col2im";
-    let [oh, ow] = window.output(OP)?;
+    let (_, [oh, ow]) = check_columns(OP, window, channels, col.len(), block)?;
     let [h, w] = window.input;
-    let rows = elements(OP, &[channels, window.kernel[0], window.kernel[1]])?;
-    elements(OP, &[rows, oh, ow])?;
-    check_len(OP, "col", [rows, oh * ow], col.len())?;
     check_len(OP, "x", [channels, h, w], x.len())?;
     x.fill(0.0);
     for_each_tap_row(window, channels, |plane, i, j, row| {
         let map = &mut x[plane * h * w..(plane + 1) * h * w];
-        let rows = &col[row * oh * ow..(row + 1) * oh * ow];
+        let rows = &col[row * block.row_len + block.first..][..oh * ow];
         scatter_tap(window, rows, [i, j], [oh, ow], map);
     });
     Ok(())
@@ -240,7 +305,10 @@ fn scatter_tap(window: &Window2d, rows: &[f32], tap: [usize; 2], out: [usize; 2]
         let first = (w_lo as isize * sw as isize + off_w) as usize;
         if sw == 1 {
             let cells = &mut line[first..first + (w_hi - w_lo)];
-            cells.iter_mut().zip(&row[w_lo..w_hi]).for_each(|(c, &v)| *c += v);
+            cells
+                .iter_mut()
+                .zip(&row[w_lo..w_hi])
+                .for_each(|(c, &v)| *c += v);
         } else {
             for (k, &v) in row[w_lo..w_hi].iter().enumerate() {
                 line[first + k * sw] += v;

@@ -1,6 +1,6 @@
 use crate::support::{assert_close, numeric_grad, to_f32, Rng};
 use crate::window::geometries;
-use edgetrain_core::kernels::conv::{self, Conv2dShape};
+use edgetrain_core::kernels::conv::{self, Conv2dShape, ConvScratch};
 use edgetrain_core::kernels::window::Window2d;
 use edgetrain_core::Error;
 
@@ -39,16 +39,26 @@ fn reference(s: &Conv2dShape, x: &[f64], weight: &[f64], bias: &[f64]) -> Vec<f6
     y
 }
 
+/// Every geometry, one sample per GEMM and batched by 2 (a partial last block) and 3.
 fn shapes() -> Vec<Conv2dShape> {
-    geometries()
-        .into_iter()
-        .map(|window| Conv2dShape {
-            batch: 2,
-            in_channels: 2,
-            filters: 3,
-            window,
-        })
-        .collect()
+    let mut out = Vec::new();
+    for window in geometries() {
+        for samples_per_gemm in [1, 2, 3] {
+            out.push(Conv2dShape {
+                samples_per_gemm,
+                ..Conv2dShape::new(3, 2, 3, window)
+            });
+        }
+    }
+    out
+}
+
+/// Scratch of the sizes `shape` asks for, filled with NaN so that stale reads show.
+fn scratch(shape: &Conv2dShape) -> (Vec<f32>, Vec<f32>) {
+    (
+        vec![f32::NAN; shape.col_len().unwrap()],
+        vec![f32::NAN; shape.stage_len().unwrap()],
+    )
 }
 
 #[test]
@@ -56,36 +66,34 @@ fn forward_matches_direct_convolution() {
     let mut rng = Rng::new(10);
     for s in shapes() {
         let [h, w] = s.window.input;
-        let x = rng.vec(s.batch * s.in_channels * h * w);
-        let weight = rng.vec(s.filters * s.in_channels * s.window.taps());
-        let bias = rng.vec(s.filters);
-        let expected = reference(&s, &x, &weight, &bias);
+        let x = to_f32(&rng.vec(s.batch * s.in_channels * h * w));
+        let weight = to_f32(&rng.vec(s.filters * s.in_channels * s.window.taps()));
+        let bias = to_f32(&rng.vec(s.filters));
+        let wide = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<_>>();
+        let expected = reference(&s, &wide(&x), &wide(&weight), &wide(&bias));
+        let what = format!("{:?} x{}", s.window, s.samples_per_gemm);
+        let (mut col, mut stage) = scratch(&s);
         let mut y = vec![f32::NAN; expected.len()];
-        let mut col = vec![0.0; s.col_len().unwrap()];
-        conv::forward(
-            &s,
-            &to_f32(&x),
-            &to_f32(&weight),
-            Some(&to_f32(&bias)),
-            &mut y,
-            &mut col,
-            1,
-        )
-        .unwrap();
-        assert_close(&y, &expected, 1e-5, 1e-5, &format!("{:?}", s.window));
+        let scratch1 = ConvScratch {
+            col: &mut col,
+            stage: &mut stage,
+        };
+        conv::forward(&s, &x, &weight, Some(&bias), &mut y, scratch1, 1).unwrap();
+        assert_close(&y, &expected, 1e-5, 1e-5, &what);
         let mut y2 = vec![f32::NAN; expected.len()];
-        conv::forward(
-            &s,
-            &to_f32(&x),
-            &to_f32(&weight),
-            None,
-            &mut y2,
-            &mut col,
-            2,
-        )
-        .unwrap();
-        let unbiased = reference(&s, &x, &weight, &vec![0.0; s.filters]);
-        assert_close(&y2, &unbiased, 1e-5, 1e-5, "no bias, 2 threads");
+        let scratch2 = ConvScratch {
+            col: &mut col,
+            stage: &mut stage,
+        };
+        conv::forward(&s, &x, &weight, None, &mut y2, scratch2, 2).unwrap();
+        let unbiased = reference(&s, &wide(&x), &wide(&weight), &vec![0.0; s.filters]);
+        assert_close(
+            &y2,
+            &unbiased,
+            1e-5,
+            1e-5,
+            &format!("no bias, 2 threads, {what}"),
+        );
     }
 }
 
@@ -98,24 +106,22 @@ fn gradients_match_finite_differences() {
         let weight = rng.vec(s.filters * s.in_channels * s.window.taps());
         let bias = rng.vec(s.filters);
         let dy = rng.vec(reference(&s, &x, &weight, &bias).len());
-        let mut col = vec![f32::NAN; s.col_len().unwrap()];
-        let (mut dw, mut db, mut dx) = (
-            vec![f32::NAN; weight.len()],
-            vec![f32::NAN; s.filters],
-            vec![f32::NAN; x.len()],
-        );
-        conv::grad_weight(
-            &s,
-            &to_f32(&x),
-            &to_f32(&dy),
-            &mut dw,
-            Some(&mut db),
-            &mut col,
-            1,
-        )
-        .unwrap();
-        conv::backward_input(&s, &to_f32(&dy), &to_f32(&weight), &mut dx, &mut col, 2).unwrap();
-        let what = format!("{:?}", s.window);
+        let (mut col, mut stage) = scratch(&s);
+        let mut dw = vec![f32::NAN; weight.len()];
+        let mut db = vec![f32::NAN; s.filters];
+        let mut dx = vec![f32::NAN; x.len()];
+        let (x32, dy32, w32) = (to_f32(&x), to_f32(&dy), to_f32(&weight));
+        let first = ConvScratch {
+            col: &mut col,
+            stage: &mut stage,
+        };
+        conv::grad_weight(&s, &x32, &dy32, &mut dw, Some(&mut db), first, 1).unwrap();
+        let second = ConvScratch {
+            col: &mut col,
+            stage: &mut stage,
+        };
+        conv::backward_input(&s, &dy32, &w32, &mut dx, second, 2).unwrap();
+        let what = format!("{:?} x{}", s.window, s.samples_per_gemm);
         let num_w = numeric_grad(|p| reference(&s, &x, p, &bias), &weight, &dy);
         let num_b = numeric_grad(|p| reference(&s, &x, &weight, p), &bias, &dy);
         let num_x = numeric_grad(|p| reference(&s, p, &weight, &bias), &x, &dy);
@@ -126,28 +132,58 @@ fn gradients_match_finite_differences() {
 }
 
 #[test]
-fn bad_slices_are_errors_naming_the_operand() {
-    let s = Conv2dShape {
-        batch: 1,
-        in_channels: 2,
-        filters: 3,
-        window: Window2d::new([4, 4], [3, 3]),
+fn scratch_sizes_follow_samples_per_gemm() {
+    let window = Window2d::new([4, 5], [3, 3]);
+    let one = Conv2dShape::new(4, 2, 3, window);
+    assert_eq!(
+        (one.col_len().unwrap(), one.stage_len().unwrap()),
+        (18 * 6, 0)
+    );
+    let three = Conv2dShape {
+        samples_per_gemm: 3,
+        ..one
     };
+    assert_eq!(
+        (three.col_len().unwrap(), three.stage_len().unwrap()),
+        (18 * 18, 3 * 18)
+    );
+    let more = Conv2dShape {
+        samples_per_gemm: 9,
+        ..one
+    };
+    assert_eq!(more.col_len().unwrap(), 18 * 24, "clamped to the batch");
+}
+
+#[test]
+fn bad_slices_are_errors_naming_the_operand() {
+    let s = Conv2dShape::new(1, 2, 3, Window2d::new([4, 4], [3, 3]));
     let (x, w) = (vec![0.0; 32], vec![0.0; 54]);
     let mut y = vec![0.0; 12];
     let mut short_col = vec![0.0; 10];
-    let err = conv::forward(&s, &x, &w, None, &mut y, &mut short_col, 1).unwrap_err();
+    let scratch = ConvScratch {
+        col: &mut short_col,
+        stage: &mut [],
+    };
+    let err = conv::forward(&s, &x, &w, None, &mut y, scratch, 1).unwrap_err();
     assert!(
         matches!(err, Error::SliceLength { operand: "col", .. }),
         "{err}"
     );
     let mut col = vec![0.0; s.col_len().unwrap()];
-    let err = conv::forward(&s, &x, &w[..53], None, &mut y, &mut col, 1).unwrap_err();
+    let scratch = ConvScratch {
+        col: &mut col,
+        stage: &mut [],
+    };
+    let err = conv::forward(&s, &x, &w[..53], None, &mut y, scratch, 1).unwrap_err();
     assert!(
         err.to_string().contains("weight of shape (3, 2, 3, 3)"),
         "{err}"
     );
-    let err = conv::backward_input(&s, &y, &w, &mut [0.0; 31], &mut col, 1).unwrap_err();
+    let scratch = ConvScratch {
+        col: &mut col,
+        stage: &mut [],
+    };
+    let err = conv::backward_input(&s, &y, &w, &mut [0.0; 31], scratch, 1).unwrap_err();
     assert!(matches!(
         err,
         Error::SliceLength {
@@ -156,4 +192,25 @@ fn bad_slices_are_errors_naming_the_operand() {
             ..
         }
     ));
+    let batched = Conv2dShape {
+        samples_per_gemm: 2,
+        ..Conv2dShape::new(2, 2, 3, s.window)
+    };
+    let mut col = vec![0.0; batched.col_len().unwrap()];
+    let scratch = ConvScratch {
+        col: &mut col,
+        stage: &mut [0.0; 5],
+    };
+    let err =
+        conv::forward(&batched, &[0.0; 64], &w, None, &mut [0.0; 24], scratch, 1).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::SliceLength {
+                operand: "stage",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

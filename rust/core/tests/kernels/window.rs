@@ -1,5 +1,7 @@
 use crate::support::{to_f32, Rng};
-use edgetrain_core::kernels::window::{col2im, im2col, Padding, Window2d};
+use edgetrain_core::kernels::window::{
+    col2im, col2im_block, im2col, im2col_block, ColumnBlock, Padding, Window2d,
+};
 
 /// Geometries covering stride, uneven padding on every side, dilation and a 1x1 kernel.
 pub fn geometries() -> Vec<Window2d> {
@@ -125,4 +127,40 @@ fn output_size_and_refusals() {
     assert!(zero_stride.output("t").is_err());
     let mut col = vec![0.0; 3];
     assert!(im2col(&Window2d::new([4, 4], [2, 2]), 1, &[0.0; 16], &mut col).is_err());
+}
+
+#[test]
+fn blocks_of_a_shared_column_matrix_match_single_samples() {
+    let mut rng = Rng::new(4);
+    for w in geometries() {
+        let [oh, ow] = w.output("test").unwrap();
+        let (map, rows) = (oh * ow, 2 * w.taps());
+        let plane = 2 * w.input[0] * w.input[1];
+        let samples = [to_f32(&rng.vec(plane)), to_f32(&rng.vec(plane))];
+        let mut shared = vec![f32::NAN; rows * 2 * map];
+        for (n, x) in samples.iter().enumerate() {
+            let block = ColumnBlock {
+                row_len: 2 * map,
+                first: n * map,
+            };
+            im2col_block(&w, 2, x, &mut shared, block).unwrap();
+            let mut alone = vec![0.0; rows * map];
+            im2col(&w, 2, x, &mut alone).unwrap();
+            for r in 0..rows {
+                assert_eq!(
+                    &shared[r * 2 * map + n * map..][..map],
+                    &alone[r * map..][..map]
+                );
+            }
+            let (mut back, mut back_alone) = (vec![0.0; plane], vec![0.0; plane]);
+            col2im_block(&w, 2, &shared, &mut back, block).unwrap();
+            col2im(&w, 2, &alone, &mut back_alone).unwrap();
+            assert_eq!(back, back_alone, "{w:?}");
+        }
+        let outside = ColumnBlock {
+            row_len: 2 * map,
+            first: map + 1,
+        };
+        assert!(im2col_block(&w, 2, &samples[0], &mut shared, outside).is_err());
+    }
 }
