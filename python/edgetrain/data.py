@@ -149,9 +149,16 @@ class DataLoader:
         return full if self.drop_last or rest == 0 else full + 1
 
     def __iter__(self) -> Iterator[tuple[list[Array], Array]]:
+        return self.epoch()
+
+    def epoch(self, start: int = 0) -> Iterator[tuple[list[Array], Array]]:
+        """One epoch's batches from batch ``start`` on. The epoch's order is drawn from
+        ``rng`` when the first batch is asked for, whatever ``start`` is, so restoring
+        ``rng`` to its state at the start of an epoch replays that epoch's order (a
+        resumed checkpoint continues mid-epoch this way)."""
         n = len(self.dataset)
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             yield self.dataset.take(order[b * self.batch_size : (b + 1) * self.batch_size])
 
 

@@ -65,3 +65,12 @@ class StateError(EdgetrainError, RuntimeError):
 
 class SaveError(EdgetrainError, OSError):
     """Weights or checkpoints that could not be written; the previous file is kept."""
+
+
+class CheckpointError(EdgetrainError, ValueError):
+    """A checkpoint that cannot be used (corrupt, truncated, from another model or other
+    training settings); names the file."""
+
+    def __init__(self, message: str, *, path: str | Path) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")

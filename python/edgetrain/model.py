@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,7 +13,6 @@ from numpy.typing import NDArray
 
 from .data import (
     ArrayDataset,
-    DataLoader,
     Dataset,
     as_input_list,
     check_dataset,
@@ -33,19 +31,25 @@ from .program import Program, build_program
 from .tensors import TensorKind, format_shape
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .ini import ModelDescription
+    from .training import OptimizerState
 
 Array = NDArray[Any]
 
 
 @dataclass
 class History:
-    """Per-epoch metrics of ``fit``; validation entries are present when validating."""
+    """Per-epoch metrics of ``fit``; validation entries are present when validating.
+    A resumed run's history holds the epochs before the checkpoint too, and
+    ``resumed_from`` names the checkpoint file it continued from."""
 
     loss: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    resumed_from: Path | None = None
 
     def latest(self) -> dict[str, float]:
         """The last epoch's metrics by name (only those that were measured)."""
@@ -380,10 +384,25 @@ class Model:
         shuffle: bool = True,
         progress: ProgressCallback | None = None,
         on_epoch: EpochCallback | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
     ) -> History:
         """Train for ``epochs`` passes over the data (the last incomplete batch of each
-        epoch is left out; shuffling changes which). Everything is checked first."""
-        trainer = self._trainer()
+        epoch is left out; shuffling changes which). Everything is checked first.
+
+        With ``checkpoint`` (a directory) the whole training state is saved there at the
+        end of every epoch, every ``checkpoint_every`` iterations and on Ctrl-C (the step
+        in progress completes, the checkpoint is written, then
+        :class:`~edgetrain.training.TrainingInterrupted`, a ``KeyboardInterrupt``, is
+        raised); the newest two files are kept. ``resume=True`` continues from the newest
+        intact checkpoint there (a fresh start when there is none), ending with exactly
+        the weights of an uninterrupted run; ``epochs`` may be raised to train further.
+        A directory holding an earlier run's checkpoints without ``resume`` is refused.
+        See ``spec/checkpoint.md``."""
+        from .training import fit_loop
+
+        self._trainer()
         if epochs <= 0:
             raise ConfigError(f"epochs must be positive, got {epochs}")
         if not 0.0 <= validation_split < 1.0:
@@ -409,34 +428,33 @@ class Model:
                 if isinstance(validation_data, tuple)
                 else self.check_data(validation_data)
             )
-        loader = DataLoader(train, self.batch_size, shuffle=shuffle, seed=self.seed + 3)
-        history = History()
-        for epoch in range(epochs):
-            total, correct, seen = 0.0, 0, 0
-            start = time.perf_counter()
-            for b, (inputs, labels) in enumerate(loader):
-                loss = self._step(trainer, inputs, labels)
-                total += loss * len(labels)
-                seen += len(labels)
-                accuracy = None
-                if self._classifies():
-                    out = trainer.store[trainer.program.output]
-                    correct += _count_correct(out, labels)
-                    accuracy = correct / seen
-                if progress is not None:
-                    rate = seen / max(time.perf_counter() - start, 1e-9)
-                    progress(EpochProgress(epoch, epochs, b, len(loader), total / seen, accuracy, rate))
-            history.loss.append(total / seen)
-            if self._classifies():
-                history.accuracy.append(correct / seen)
-            if valid is not None:
-                metrics = self._evaluate_dataset(valid)
-                history.val_loss.append(metrics["loss"])
-                if "accuracy" in metrics:
-                    history.val_accuracy.append(metrics["accuracy"])
-            if on_epoch is not None:
-                on_epoch(epoch, history.latest())
-        return history
+        return fit_loop(
+            self,
+            train,
+            valid,
+            epochs=epochs,
+            shuffle=shuffle,
+            progress=progress,
+            on_epoch=on_epoch,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
+
+    def optimizer_state(self) -> OptimizerState:
+        """Copies of the optimizer's state tensors (momentum, Adam moments) by
+        ``"<layer>:<weight>:<state>"`` and its update count (Adam's bias-correction
+        step); :meth:`load_optimizer_state` puts them back."""
+        from .training import read_optimizer_state
+
+        return read_optimizer_state(self._trainer())
+
+    def load_optimizer_state(self, state: OptimizerState) -> None:
+        """Overwrite the optimizer state and update count; names, shapes and values are
+        all checked before anything changes (``ConfigError``)."""
+        from .training import write_optimizer_state
+
+        write_optimizer_state(self._trainer(), state)
 
     # -- inference ---------------------------------------------------------------------
 

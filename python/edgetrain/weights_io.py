@@ -77,18 +77,21 @@ def _temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
 
 
-def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(
+    path: PathLike, write: Callable[[IO[bytes]], None], *, what: str = "weights"
+) -> None:
     """Write a file through ``write`` so that ``path`` holds either its old content or the
     complete new one, even if the process dies: temp file, fsync, rename, fsync the
-    directory. Any failure raises :class:`SaveError` and removes the temp file."""
+    directory. Any failure raises :class:`SaveError` ("cannot save <what> to <path>")
+    and removes the temp file."""
     target = Path(path)
     if target.is_dir():
-        raise SaveError(f"cannot save weights to {target}: it is a directory")
+        raise SaveError(f"cannot save {what} to {target}: it is a directory")
     temp = _temp_name(target)
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as err:
-        raise SaveError(f"cannot save weights to {target}: {_reason(err)}") from None
+        raise SaveError(f"cannot save {what} to {target}: {_reason(err)}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -99,7 +102,7 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         if isinstance(err, OSError):
-            raise SaveError(f"cannot save weights to {target}: {_reason(err)}") from None
+            raise SaveError(f"cannot save {what} to {target}: {_reason(err)}") from None
         raise
     _sync_directory(target.parent)
 
