@@ -6,6 +6,7 @@ mod support;
 
 mod activation;
 mod batch_norm;
+mod conformance;
 mod conv;
 mod dropout;
 mod fc;
