@@ -124,6 +124,18 @@ class Model:
 
         save_model(self, path)
 
+    @classmethod
+    def from_onnx(
+        cls, path: str | os.PathLike[str], loss: str | None = None, *, name: str | None = None
+    ) -> Model:
+        """A model with the weights of an ONNX file (exported from PyTorch or another
+        framework), compiled for inference; ``compile(optimizer, batch_size)`` fine-tunes
+        it with those weights. ``loss`` goes on the output (none by default). Needs the
+        ``onnx`` package; see ``spec/interchange.md`` for the ops imported."""
+        from .interchange.onnx_import import import_onnx
+
+        return import_onnx(path, loss=loss, name=name)
+
     # -- compile -------------------------------------------------------------------
 
     def _new_loss(self) -> LossLayer | None:

@@ -1,0 +1,264 @@
+"""Model.from_onnx: PyTorch-style ONNX models become edgetrain models computing the same
+outputs as onnx.reference.ReferenceEvaluator, and they fine-tune.
+
+Tolerance: rtol = atol = 1e-5 in float32. Both sides compute in float32 from the same
+float32 weights; they differ only in summation order (im2col GEMM against direct loops)
+and in exp/tanh rounding, which move results by a few float32 ulps (measured ~4e-7 on
+outputs of order 1). 1e-5 leaves room for that and still fails on any wrong layout,
+padding or missed bias, which change outputs by 1e-2 or more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import onnx_models as M
+from edgetrain import Model, ModelFileError
+from edgetrain import layers as L
+from edgetrain.optimizers import SGD
+
+RTOL = ATOL = 1e-5
+
+
+def _check_against_reference(path: Path, shape: tuple[int, ...], n: int = 5, seed: int = 0) -> Model:
+    model = Model.from_onnx(path)
+    x = np.random.default_rng(seed).normal(size=(n, *shape)).astype(np.float32)
+    expected = M.reference_outputs(path, {"input": x})
+    np.testing.assert_allclose(model.predict(x), expected, rtol=RTOL, atol=ATOL)
+    return model
+
+
+CASES: list[tuple[Callable[[Path], Path], tuple[int, ...]]] = [
+    (M.mlp, (8,)),
+    (M.mlp_matmul, (3, 8)),
+    (M.lenet, (1, 16, 16)),
+    (M.resnet_block, (3, 8, 8)),
+    (M.concat_branches, (4, 9, 9)),
+]
+
+
+@pytest.mark.parametrize(("build", "shape"), CASES, ids=[c[0].__name__ for c in CASES])
+def test_outputs_match_the_reference_evaluator(tmp_path: Path, build: Callable[[Path], Path], shape: tuple[int, ...]) -> None:
+    _check_against_reference(build(tmp_path / "m.onnx"), shape)
+
+
+def test_layer_types_names_and_layouts_of_an_mlp(tmp_path: Path) -> None:
+    path = M.mlp(tmp_path / "m.onnx")
+    model = Model.from_onnx(path)
+    assert [(layer.name, layer.type_name) for layer in model.layers] == [
+        ("input", "input"), ("fc1", "fully_connected"), ("relu_Relu", "activation"), ("fc2", "fully_connected"),
+    ]
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    weights = model.get_weights()
+    np.testing.assert_array_equal(weights["fc1:weight"], stored["fc1.weight"].T)  # (out, in) -> (in, out)
+    np.testing.assert_array_equal(weights["fc1:bias"], stored["fc1.bias"])
+    assert model.loss_name is None
+
+
+def test_the_flatten_shape_chain_folds_into_one_flatten(tmp_path: Path) -> None:
+    model = Model.from_onnx(M.lenet(tmp_path / "m.onnx"))
+    kinds = [layer.type_name for layer in model.layers]
+    assert kinds.count("flatten") == 1 and "reshape" not in kinds
+    assert len(model.layers) == 14  # no layer for Shape, Gather, Unsqueeze, Concat, Constant
+
+
+def test_a_fixed_batch_size_is_dropped(tmp_path: Path) -> None:
+    """torch.onnx.export without dynamic_axes fixes the batch (here 1); any batch runs."""
+    path = M.lenet(tmp_path / "m.onnx", batch=1)
+    model = Model.from_onnx(path)
+    assert model.layers[0].shape == (1, 16, 16)  # type: ignore[attr-defined]
+    x = np.random.default_rng(1).normal(size=(3, 1, 16, 16)).astype(np.float32)
+    expected = np.concatenate([M.reference_outputs(path, {"input": x[i : i + 1]}) for i in range(3)])
+    np.testing.assert_allclose(model.predict(x), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_batch_norm_maps_statistics_epsilon_and_momentum(tmp_path: Path) -> None:
+    path = M.resnet_block(tmp_path / "m.onnx")
+    model = Model.from_onnx(path)
+    bn = next(layer for layer in model.layers if layer.name == "bn0")
+    assert isinstance(bn, L.BatchNormalization)
+    assert (bn.epsilon, bn.momentum) == (pytest.approx(1e-5), pytest.approx(0.9))
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    weights = model.get_weights()
+    for ours, theirs in [("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"),
+                         ("moving_variance", "running_var")]:
+        np.testing.assert_array_equal(weights[f"bn0:{ours}"], stored[f"bn0.{theirs}"])
+    conv = next(layer for layer in model.layers if layer.name == "stem")
+    assert isinstance(conv, L.Conv2D)
+    assert (conv.stride, conv.dilation, conv.padding, conv.bias) == ((2, 2), (2, 2), (2, 2, 2, 2), False)
+    np.testing.assert_array_equal(weights["stem:weight"], stored["stem.weight"])
+
+
+def test_asymmetric_pads_become_top_bottom_left_right(tmp_path: Path) -> None:
+    model = Model.from_onnx(M.concat_branches(tmp_path / "m.onnx"))
+    layers = {layer.name: layer for layer in model.layers}
+    conv, pool = layers["branch2"], layers["pool_AveragePool"]
+    assert isinstance(conv, L.Conv2D) and isinstance(pool, L.Pooling2D)
+    assert conv.padding == (1, 1, 2, 0)  # ONNX pads [top=1, left=2, bottom=1, right=0]
+    assert pool.padding == (0, 1, 0, 1)
+    dropout = layers["dropout_Dropout"]
+    assert isinstance(dropout, L.Dropout) and dropout.dropout_rate == pytest.approx(0.3)
+
+
+def test_matmul_add_becomes_one_fully_connected_layer_with_bias(tmp_path: Path) -> None:
+    model = Model.from_onnx(M.mlp_matmul(tmp_path / "m.onnx"))
+    dense = [layer for layer in model.layers if isinstance(layer, L.FullyConnected)]
+    assert len(dense) == 2 and all(layer.bias for layer in dense)
+    assert "addition" not in [layer.type_name for layer in model.layers]
+
+
+def test_fine_tuning_an_imported_model_lowers_its_loss(tmp_path: Path) -> None:
+    model = Model.from_onnx(M.lenet(tmp_path / "m.onnx"), loss="cross_entropy")
+    assert model.layers[-1].type_name == "activation"  # the Softmax, folded into the loss
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, 1, 16, 16)).astype(np.float32)
+    before = model.predict(x)
+    np.testing.assert_allclose(before, M.reference_outputs(tmp_path / "m.onnx", {"input": x}), rtol=RTOL, atol=ATOL)
+    imported = model.get_weights()
+    model.compile(SGD(0.1), batch_size=8)
+    for name, value in model.get_weights().items():  # recompiling for training keeps them
+        np.testing.assert_array_equal(value, imported[name])
+    labels = rng.integers(0, 10, size=8)
+    losses = [model.train_step(x, labels) for _ in range(15)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_fine_tuning_with_a_regression_loss(tmp_path: Path) -> None:
+    model = Model.from_onnx(M.resnet_block(tmp_path / "m.onnx"), loss="mse")
+    model.compile(SGD(0.05), batch_size=4)
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(4, 3, 8, 8)).astype(np.float32), rng.normal(size=(4, 5)).astype(np.float32)
+    losses = [model.train_step(x, y) for _ in range(10)]
+    assert losses[-1] < losses[0]
+
+
+def test_an_imported_model_saves_as_ini_and_bin(tmp_path: Path) -> None:
+    """What runs on the device: the model file and NNTrainer's weights."""
+    path = M.concat_branches(tmp_path / "m.onnx")
+    model = Model.from_onnx(path, loss="cross_entropy")
+    model.to_ini(tmp_path / "m.ini")
+    model.save(tmp_path / "m.bin")
+    again = Model.from_ini(tmp_path / "m.ini")
+    again.compile(None, batch_size=1)
+    again.load(tmp_path / "m.bin")
+    x = np.random.default_rng(4).normal(size=(3, 4, 9, 9)).astype(np.float32)
+    np.testing.assert_allclose(again.predict(x), model.predict(x), rtol=0, atol=0)
+
+
+# -- what is refused ------------------------------------------------------------------------------
+
+
+def _single_node(path: Path, op: str, shape: list[int | str], out_rank: int, *inputs: np.ndarray,
+                 name: str = "/layer/Op", **attrs: object) -> Path:
+    b = M.Builder()
+    names = ["input"] + [b.const(f"c{i}", v) for i, v in enumerate(inputs)]
+    out = b.node(op, names, name, **attrs)
+    return b.save(path, {"input": shape}, out, out_rank)
+
+
+def test_an_unsupported_op_is_refused_with_its_name_and_node(tmp_path: Path) -> None:
+    path = _single_node(tmp_path / "m.onnx", "Erf", [M.BATCH, 4], 2, name="/gelu/Erf")
+    with pytest.raises(ModelFileError, match=r"m.onnx: node '/gelu/Erf' \(Erf\): op Erf is not supported"):
+        Model.from_onnx(path)
+
+
+W = np.ones((4, 2, 3, 3), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("op", "shape", "inputs", "attrs", "message"),
+    [
+        ("Conv", [1, 4, 6, 6], [W], {"group": 2, "kernel_shape": [3, 3]}, r"\(Conv\): group=2 is not supported"),
+        ("MaxPool", [1, 2, 7, 7], [], {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1},
+         r"\(MaxPool\): ceil_mode=1 is not supported"),
+        ("AveragePool", [1, 2, 6, 6], [], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+         r"count_include_pad=1 with padding"),
+        ("MaxPool", [1, 2, 6, 6], [], {"kernel_shape": [2, 2], "dilations": [2, 2]}, r"dilations=\[2, 2\]"),
+        ("Softmax", [1, 3, 4, 4], [], {"axis": 1}, r"softmax over axis 1 of a rank-4 tensor"),
+        ("LeakyRelu", [1, 4], [], {"alpha": 0.2}, r"alpha=0.2"),
+        ("Mul", [1, 4], [np.ones(4, np.float32)], {}, r"op Mul is not supported"),
+        ("Add", [1, 4], [np.ones(4, np.float32)], {}, r"adds a constant to a value that is not"),
+        ("Flatten", [1, 2, 3], [], {"axis": 2}, r"only axis 1"),
+        ("Reshape", [1, 2, 3], [np.array([3, 2], np.int64)], {}, r"the batch dimension must stay first"),
+        ("Conv", [1, 2, 6], [np.ones((3, 2, 3), np.float32)], {}, r"only 2-D is imported"),
+    ],
+)
+def test_unsupported_attributes_are_refused_naming_the_node(
+    tmp_path: Path, op: str, shape: list[int | str], inputs: list[np.ndarray], attrs: dict[str, object], message: str
+) -> None:
+    out_rank = 2 if op in ("Flatten", "Reshape", "LeakyRelu", "Mul", "Add") else len(shape)
+    path = _single_node(tmp_path / "m.onnx", op, shape, out_rank, *inputs, **attrs)
+    with pytest.raises(ModelFileError, match=r"node '/layer/Op' .*" + message):
+        Model.from_onnx(path)
+
+
+def test_ceil_mode_that_adds_no_window_is_accepted(tmp_path: Path) -> None:
+    path = _single_node(tmp_path / "m.onnx", "MaxPool", [M.BATCH, 2, 6, 6], 4, kernel_shape=[2, 2],
+                        strides=[2, 2], ceil_mode=1)
+    _check_against_reference(path, (2, 6, 6))
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_auto_pad_becomes_explicit_padding(tmp_path: Path, auto_pad: str) -> None:
+    w = np.random.default_rng(5).normal(size=(3, 2, 2, 3)).astype(np.float32)
+    path = _single_node(tmp_path / "m.onnx", "Conv", [M.BATCH, 2, 7, 6], 4, w, auto_pad=auto_pad, strides=[2, 1])
+    _check_against_reference(path, (2, 7, 6))
+
+
+def test_the_batch_size_in_arithmetic_is_refused(tmp_path: Path) -> None:
+    b = M.Builder()
+    shape = b.node("Shape", ["input"], "/Shape")
+    n = b.node("Gather", [shape, b.const("zero", np.array(0, np.int64))], "/Gather", axis=0)
+    doubled = b.node("Mul", [n, b.const("two", np.array(2, np.int64))], "/Mul")
+    target = b.node("Concat", [b.node("Unsqueeze", [doubled, b.const("axes", np.array([0]))], "/Unsqueeze"),
+                               b.const("minus1", np.array([-1]))], "/Concat", axis=0)
+    out = b.node("Reshape", ["input", target], "/Reshape")
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4]}, out, 2)
+    with pytest.raises(ModelFileError, match=r"node '/Mul' \(Mul\): computes with the batch size"):
+        Model.from_onnx(path)
+
+
+def test_two_outputs_are_refused(tmp_path: Path) -> None:
+    b = M.Builder()
+    a = b.node("Relu", ["input"], "/a/Relu")
+    c = b.node("Sigmoid", ["input"], "/b/Sigmoid")
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4]}, a, 2, outputs=[a, c])
+    with pytest.raises(ModelFileError, match="has 2 outputs"):
+        Model.from_onnx(path)
+
+
+def test_symbolic_feature_sizes_and_integer_inputs_are_refused(tmp_path: Path) -> None:
+    path = _single_node(tmp_path / "a.onnx", "Relu", [M.BATCH, "features"], 2)
+    with pytest.raises(ModelFileError, match=r"symbolic size 'features' on axis 1"):
+        Model.from_onnx(path)
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["ids"], ["y"], name="r")], "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, ["N", 4])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "b.onnx"))
+    with pytest.raises(ModelFileError, match="input 'ids' is INT64"):
+        Model.from_onnx(tmp_path / "b.onnx")
+
+
+def test_files_that_are_not_onnx_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "junk.onnx").write_bytes(b"\x00\xffnot a protobuf at all")
+    with pytest.raises(ModelFileError, match="junk.onnx: is not"):
+        Model.from_onnx(tmp_path / "junk.onnx")
+    with pytest.raises(ModelFileError, match="no such ONNX file"):
+        Model.from_onnx(tmp_path / "missing.onnx")
+
+
+def test_layers_that_do_not_reach_the_output_are_left_out(tmp_path: Path) -> None:
+    b = M.Builder()
+    b.node("Sigmoid", ["input"], "/unused/Sigmoid")
+    out = b.node("Relu", ["input"], "/relu/Relu")
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4]}, out, 2)
+    model = Model.from_onnx(path)
+    assert [layer.name for layer in model.layers] == ["input", "relu_Relu"]
