@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import layers, optimizers, schedules
 from .errors import (
+    CheckpointError,
     ConfigError,
     DataError,
     EdgetrainError,
@@ -30,6 +31,7 @@ def core_version() -> str | None:
 
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "DataError",
     "EdgetrainError",

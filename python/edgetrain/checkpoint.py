@@ -75,7 +75,9 @@ def _payload_parts(tensors: Mapping[str, Array], state: Mapping[str, Any]) -> li
     for name, value in tensors.items():
         dtype = np.dtype(value.dtype).newbyteorder("<")
         if dtype not in _DTYPE_NAMES:
-            raise SaveError(f"checkpoint tensor '{name}' has dtype {value.dtype}; only float32/float64")
+            raise SaveError(
+                f"checkpoint tensor '{name}' has dtype {value.dtype}; only float32/float64"
+            )
         data = np.ascontiguousarray(value, dtype=dtype)
         blob = data.reshape(-1).view(np.uint8).data if data.size else memoryview(b"")
         header[name] = {
@@ -90,7 +92,9 @@ def _payload_parts(tensors: Mapping[str, Array], state: Mapping[str, Any]) -> li
     return [memoryview(struct.pack("<Q", len(text))), memoryview(text), *blobs]
 
 
-def write_checkpoint(path: PathLike, tensors: Mapping[str, Array], state: Mapping[str, Any]) -> None:
+def write_checkpoint(
+    path: PathLike, tensors: Mapping[str, Array], state: Mapping[str, Any]
+) -> None:
     """Write one checkpoint file atomically (the old file at ``path``, if any, stays
     whole until the new one is complete on disk). ``state`` must be JSON-serialisable."""
     parts = _payload_parts(tensors, state)
@@ -134,7 +138,9 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
             path=source,
         )
     if hashlib.sha256(payload).digest() != expected:
-        raise CheckpointError("corrupt: the SHA-256 of its payload does not match its header", path=source)
+        raise CheckpointError(
+            "corrupt: the SHA-256 of its payload does not match its header", path=source
+        )
     return _parse_payload(source, payload)
 
 
@@ -156,7 +162,9 @@ def _parse_payload(source: Path, payload: memoryview) -> Checkpoint:
             values = np.frombuffer(payload, dtype=dtype, count=count, offset=start + begin)
             tensors[name] = values.reshape(shape)
     except (ValueError, KeyError, TypeError, struct.error) as err:
-        raise CheckpointError(f"unreadable payload despite a valid checksum ({err})", path=source) from None
+        raise CheckpointError(
+            f"unreadable payload despite a valid checksum ({err})", path=source
+        ) from None
     if not isinstance(state, dict) or state.get("format") != "edgetrain-checkpoint":
         raise CheckpointError("its metadata is not an edgetrain checkpoint state", path=source)
     return Checkpoint(tensors, state)
@@ -193,7 +201,9 @@ def save_checkpoint(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise SaveError(f"cannot create the checkpoint directory {folder}: {err.strerror or err}") from None
+        raise SaveError(
+            f"cannot create the checkpoint directory {folder}: {err.strerror or err}"
+        ) from None
     target = folder / checkpoint_name(iteration)
     write_checkpoint(target, tensors, state)
     for old in checkpoint_files(folder)[:-KEEP]:

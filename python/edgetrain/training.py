@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -150,7 +150,9 @@ def model_identity(model: Model) -> dict[str, Any]:
     }
 
 
-def training_settings(model: Model, trainer: Executor, *, shuffle: bool, samples: int, validation: int | None) -> dict[str, Any]:
+def training_settings(
+    model: Model, trainer: Executor, *, shuffle: bool, samples: int, validation: int | None
+) -> dict[str, Any]:
     """The settings that decide a run's numbers besides the model: resuming with any of
     them changed would not continue the same run, so it is refused."""
     optimizer = model.optimizer
@@ -184,7 +186,9 @@ def _check_identity(path: Path, saved: Mapping[str, Any], current: Mapping[str, 
     have = {name: tuple(shape) for name, shape in current["weights"]}
     stored = {name: tuple(shape) for name, shape in saved["weights"]}
     problems = [f"weight '{n}' is not in this model" for n in stored if n not in have]
-    problems += [f"this model's weight '{n}' is not in the checkpoint" for n in have if n not in stored]
+    problems += [
+        f"this model's weight '{n}' is not in the checkpoint" for n in have if n not in stored
+    ]
     problems += [
         f"weight '{n}' has shape {format_shape(stored[n])} in the checkpoint, "
         f"{format_shape(have[n])} in this model"
@@ -222,7 +226,9 @@ def encode_rng(state: Mapping[str, Any]) -> dict[str, Any]:
     """A PCG64 generator state (``Generator.bit_generator.state``) as JSON-safe values:
     the 128-bit numbers as decimal strings."""
     if state.get("bit_generator") != "PCG64":
-        raise StateError(f"only PCG64 generators can be checkpointed, not {state.get('bit_generator')}")
+        raise StateError(
+            f"only PCG64 generators can be checkpointed, not {state.get('bit_generator')}"
+        )
     return {
         "bit_generator": "PCG64",
         "state": str(state["state"]["state"]),
@@ -344,7 +350,10 @@ class Checkpointer:
             )
             dropout = decode_rng(rngs["dropout"])
             iteration = int(progress["iteration"])
-            past = {k: [float(v) for v in metrics["history"][k]] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+            past = {
+                k: [float(v) for v in metrics["history"][k]]
+                for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+            }
         except (KeyError, TypeError, ValueError) as err:
             if isinstance(err, CheckpointError):
                 raise
@@ -371,7 +380,7 @@ class _DeferredInterrupt:
         self.requested = False
         self._previous: Any = None
 
-    def __enter__(self) -> _DeferredInterrupt:
+    def __enter__(self) -> Self:
         if (
             threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -407,7 +416,9 @@ def fit_loop(
 
     trainer = model._trainer()
     if checkpoint_every is not None and (
-        isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every <= 0
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, int)
+        or checkpoint_every <= 0
     ):
         raise ConfigError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
     if checkpoint is None and (resume or checkpoint_every is not None):
@@ -418,7 +429,11 @@ def fit_loop(
     keeper: Checkpointer | None = None
     if checkpoint is not None:
         settings = training_settings(
-            model, trainer, shuffle=shuffle, samples=len(train), validation=None if valid is None else len(valid)
+            model,
+            trainer,
+            shuffle=shuffle,
+            samples=len(train),
+            validation=None if valid is None else len(valid),
         )
         keeper = Checkpointer(Path(checkpoint), model, trainer, settings, epochs)
         resumed = keeper.resume(history) if resume else None
@@ -450,7 +465,15 @@ def fit_loop(
                         rate = (run.seen - seen_before) / max(time.perf_counter() - start, 1e-9)
                         accuracy = run.correct / run.seen if classifies else None
                         progress(
-                            EpochProgress(run.epoch, epochs, run.batch - 1, batches, run.loss_sum / run.seen, accuracy, rate)
+                            EpochProgress(
+                                run.epoch,
+                                epochs,
+                                run.batch - 1,
+                                batches,
+                                run.loss_sum / run.seen,
+                                accuracy,
+                                rate,
+                            )
                         )
                     if (
                         keeper is not None
@@ -470,7 +493,9 @@ def fit_loop(
                 run.consistent = False
                 for name, value in metrics.items():
                     getattr(history, name).append(value)
-                run = RunPosition(loader_rng=dict(loader.rng.bit_generator.state), epoch=run.epoch + 1)
+                run = RunPosition(
+                    loader_rng=dict(loader.rng.bit_generator.state), epoch=run.epoch + 1
+                )
                 if keeper is not None:
                     keeper.save(run, history, batches)
                 if on_epoch is not None:
