@@ -54,25 +54,36 @@ pub enum Error {
     /// A slice does not hold the number of elements its declared shape needs.
     #[error("{op}: {operand} of shape {shape} needs {expected} elements, got a slice of {actual}")]
     SliceLength {
+        /// The kernel that refused (e.g. `conv2d_forward`).
         op: &'static str,
+        /// Which argument (e.g. `weight`, `col`).
         operand: &'static str,
+        /// The shape the operand was declared with.
         shape: Dims,
+        /// Elements that shape holds.
         expected: usize,
+        /// Elements the slice has.
         actual: usize,
     },
     /// Declared shapes that cannot go together (e.g. concat inputs differing off the axis).
     #[error("{op}: incompatible shapes {shapes:?}: {reason}")]
     ShapeMismatch {
+        /// The kernel that refused (e.g. `conv2d_forward`).
         op: &'static str,
+        /// Every shape involved, in argument order.
         shapes: Vec<Dims>,
+        /// What is wrong, in words.
         reason: String,
     },
     /// A geometry or hyper-parameter outside its domain (zero stride, kernel larger than
     /// the padded input, zero threads, negative learning rate...).
     #[error("{op}: invalid {what}: {reason}")]
     InvalidArgument {
+        /// The kernel that refused (e.g. `conv2d_forward`).
         op: &'static str,
+        /// The argument or property at fault (e.g. `stride`, `threads`).
         what: &'static str,
+        /// What is wrong, in words.
         reason: String,
     },
 }

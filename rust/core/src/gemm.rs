@@ -10,7 +10,9 @@ use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
 /// Whether an operand enters the product as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transpose {
+    /// As stored.
     No,
+    /// Transposed (stored as the transpose's row-major layout).
     Yes,
 }
 
@@ -22,13 +24,21 @@ pub enum Transpose {
 /// executor bounds it with `ThreadPool::install`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GemmSpec {
+    /// Rows of `op(A)` and `C`.
     pub m: usize,
+    /// Columns of `op(B)` and `C`.
     pub n: usize,
+    /// The shared inner dimension.
     pub k: usize,
+    /// Whether `A` is used transposed.
     pub trans_a: Transpose,
+    /// Whether `B` is used transposed.
     pub trans_b: Transpose,
+    /// Scale of the product.
     pub alpha: f32,
+    /// Scale of the previous `C` (0: overwrite without reading it).
     pub beta: f32,
+    /// Threads for the product, at least 1.
     pub threads: usize,
 }
 

@@ -6,6 +6,8 @@
 //! memory planner lays out). Each validates its slices against the shapes it is given
 //! and returns [`Result`] instead of panicking.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod gemm;
 pub mod kernels;

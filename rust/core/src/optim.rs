@@ -63,6 +63,7 @@ fn coupled(decay: f32) -> impl Fn(f32, f32) -> f32 {
 /// SGD's hyper-parameters.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SgdConfig {
+    /// Momentum in `[0, 1)`; 0 keeps no buffer.
     pub momentum: f64,
 }
 
@@ -112,9 +113,13 @@ pub fn sgd_step(
 /// into the gradient.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {
+    /// Decay of the first moment.
     pub beta1: f64,
+    /// Decay of the second moment.
     pub beta2: f64,
+    /// Added to the bias-corrected root of the second moment.
     pub epsilon: f64,
+    /// `Some(wd)`: AdamW with decay `wd`; `None`: Adam.
     pub decoupled_weight_decay: Option<f64>,
 }
 

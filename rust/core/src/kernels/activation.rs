@@ -18,13 +18,21 @@ const GELU_CUBIC_SLOPE: f32 = 0.134145;
 /// The activations of the spec, by their model-file names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
+    /// `max(x, 0)`.
     Relu,
+    /// `x` if `x > 0`, else `0.01 x`.
     LeakyRelu,
+    /// `1 / (1 + exp(-x))`.
     Sigmoid,
+    /// `tanh(x)`.
     Tanh,
+    /// `exp(x) / sum(exp(x))` over the last axis.
     Softmax,
+    /// `x Phi(x)` with the exact normal CDF (erf).
     Gelu,
+    /// The tanh approximation of gelu.
     TanhGelu,
+    /// `x sigmoid(x)`.
     Swish,
 }
 

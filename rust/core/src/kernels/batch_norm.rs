@@ -46,14 +46,18 @@ impl Blocks {
 /// Batch norm's shape: statistics per entry of `axis` of a tensor of shape `dims`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchNormShape<'a> {
+    /// The shape of the input (and output).
     pub dims: &'a [usize],
+    /// The axis whose entries have their own statistics (1 = channels in NCHW).
     pub axis: usize,
 }
 
 /// Batch norm's hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormParams {
+    /// Added to the variance.
     pub epsilon: f32,
+    /// Weight of the old moving statistics.
     pub momentum: f32,
 }
 
@@ -61,9 +65,13 @@ pub struct BatchNormParams {
 /// training forward.
 #[derive(Debug)]
 pub struct BatchNormWeights<'a> {
+    /// Scale, `(C,)`.
     pub gamma: &'a [f32],
+    /// Shift, `(C,)`.
     pub beta: &'a [f32],
+    /// Moving mean, `(C,)`, updated by the training forward.
     pub moving_mean: &'a mut [f32],
+    /// Moving (biased) variance, `(C,)`, updated by the training forward.
     pub moving_variance: &'a mut [f32],
 }
 

@@ -17,9 +17,13 @@ use crate::kernels::elements;
 /// The shapes of one convolution and how many samples share a GEMM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dShape {
+    /// Samples `N`.
     pub batch: usize,
+    /// Input channels `C`.
     pub in_channels: usize,
+    /// Output channels `F`.
     pub filters: usize,
+    /// Kernel, stride, dilation and padding over the `H x W` map.
     pub window: Window2d,
     /// Samples whose columns go through one GEMM (at least 1; more than `batch` acts
     /// as `batch`).
@@ -30,7 +34,9 @@ pub struct Conv2dShape {
 /// [`Conv2dShape::stage_len`] (empty when one sample goes at a time).
 #[derive(Debug)]
 pub struct ConvScratch<'a> {
+    /// Column matrix, [`Conv2dShape::col_len`] elements.
     pub col: &'a mut [f32],
+    /// Staged product, [`Conv2dShape::stage_len`] elements.
     pub stage: &'a mut [f32],
 }
 

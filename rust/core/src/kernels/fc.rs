@@ -11,7 +11,9 @@ use crate::kernels::elements;
 pub struct FcShape {
     /// Rows of the input: every axis but the last, multiplied.
     pub rows: usize,
+    /// Input features (the last axis of `x`).
     pub inputs: usize,
+    /// Output features.
     pub units: usize,
 }
 

@@ -17,7 +17,9 @@ pub const MAX_RANK: usize = 8;
 /// no repeats; the spec's `normalized_axes`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerNormShape<'a> {
+    /// The shape of the input (and output).
     pub dims: &'a [usize],
+    /// The normalised axes, increasing.
     pub axes: &'a [usize],
 }
 
@@ -25,7 +27,9 @@ pub struct LayerNormShape<'a> {
 /// (one per group).
 #[derive(Debug)]
 pub struct LayerNormCache<'a> {
+    /// `x_hat`, input shape.
     pub normalized: &'a mut [f32],
+    /// `1 / std`, one per group.
     pub inv_std: &'a mut [f32],
 }
 

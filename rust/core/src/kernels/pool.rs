@@ -11,8 +11,11 @@ use crate::kernels::elements;
 /// The shapes of one windowed pooling: `x (N, C, H, W)` to `y (N, C, OH, OW)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2dShape {
+    /// Samples `N`.
     pub batch: usize,
+    /// Channels `C`.
     pub channels: usize,
+    /// Pool size, stride and padding (dilation must be 1).
     pub window: Window2d,
 }
 

@@ -11,9 +11,13 @@ use crate::kernels::elements;
 /// Python spec's `resolve_window`), so uneven amounts arrive here as numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Padding {
+    /// Rows added above.
     pub top: usize,
+    /// Rows added below.
     pub bottom: usize,
+    /// Columns added on the left.
     pub left: usize,
+    /// Columns added on the right.
     pub right: usize,
 }
 
@@ -32,10 +36,15 @@ impl Padding {
 /// One sliding window over an `input[0] x input[1]` (H x W) map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window2d {
+    /// The map size `(H, W)`.
     pub input: [usize; 2],
+    /// Kernel (or pool) size `(kh, kw)`.
     pub kernel: [usize; 2],
+    /// Step between window positions `(sh, sw)`.
     pub stride: [usize; 2],
+    /// Step between kernel taps `(dh, dw)`.
     pub dilation: [usize; 2],
+    /// Cells of zero (or, for pooling, of nothing) around the map.
     pub padding: Padding,
 }
 
@@ -152,7 +161,9 @@ fn tap_offset(w: &Window2d, axis: usize, tap: usize) -> isize {
 /// `row_len` entries, this sample's `OH*OW` columns starting at `first`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ColumnBlock {
+    /// Entries per row of the shared matrix.
     pub row_len: usize,
+    /// The first column of this sample.
     pub first: usize,
 }
 

@@ -86,6 +86,8 @@ def main() -> None:
         ("pool average pool=2,3 stride=1,2 padding=1,0,1,1",
          Pooling2D("average", pool_size=(2, 3), stride=(1, 2), padding=(1, 0, 1, 1)), normal(2, 2, 4, 5), None),
         ("pool global_average", Pooling2D("global_average"), normal(2, 3, 3, 4), None),
+        ("pool global_max", Pooling2D("global_max"),
+         np.round(normal(2, 3, 3, 4)).astype(F32), None),  # rounded: tied maxima occur
         ("batch_norm axis=1 epsilon=0.001 momentum=0.99", BatchNormalization(), normal(4, 3, 2, 3, scale=2.0), None),
         ("layer_norm axes=1,3 epsilon=0.00001", LayerNormalization(axis=[1, 3]), normal(2, 3, 2, 4), None),
         ("fc units=4", FullyConnected(unit=4), normal(3, 5), None),

@@ -206,6 +206,14 @@ fn pooling_matches_the_spec() {
         if case.name.contains("global_average") {
             pool::global_average_forward(dims, &x, &mut y).unwrap();
             pool::global_average_backward(dims, &dy, &mut dx).unwrap();
+        } else if case.name.contains("global_max") {
+            let mut mask = vec![0u8; x.len()];
+            pool::global_max_forward(dims, &x, &mut y, &mut mask).unwrap();
+            assert!(
+                mask.iter().filter(|&&m| m == 1).count() > dims[0] * dims[1],
+                "no ties"
+            );
+            pool::global_max_backward(dims, &dy, &mask, &mut dx).unwrap();
         } else {
             let window = Window2d {
                 stride: case.pair("stride"),
