@@ -181,11 +181,19 @@ pub fn infer_forward(
             ("moving_variance", moving_variance.len()),
         ],
     )?;
-    io.map_indexed(|i, v| {
-        let c = (i / b.inner) % b.channels;
+    let (source, out) = match io {
+        InOut::Separate(x, y) => (Some(x), y),
+        InOut::InPlace(buffer) => (None, buffer),
+    };
+    for c in 0..b.channels {
         let scale = gamma[c] / (moving_variance[c] + epsilon).sqrt();
-        (v - moving_mean[c]) * scale + beta[c]
-    });
+        for r in b.channel_ranges(c) {
+            for i in r {
+                let v = source.map_or(out[i], |x| x[i]);
+                out[i] = (v - moving_mean[c]) * scale + beta[c];
+            }
+        }
+    }
     Ok(())
 }
 
