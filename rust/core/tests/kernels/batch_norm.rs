@@ -187,6 +187,18 @@ fn batch_norm_inference_uses_moving_statistics() {
         })
         .collect();
     assert_close(&y, &expected, 1e-6, 1e-6, "inference y");
+    let mut in_place = x;
+    batch_norm::infer_forward(
+        &shape,
+        1.0,
+        InOut::InPlace(&mut in_place),
+        &gamma,
+        &beta,
+        &mean,
+        &var,
+    )
+    .unwrap();
+    assert_eq!(in_place, y, "in place = separate");
     let err = batch_norm::infer_forward(
         &shape,
         1.0,
