@@ -74,3 +74,8 @@ class CheckpointError(EdgetrainError, ValueError):
     def __init__(self, message: str, *, path: str | Path) -> None:
         self.path = str(path)
         super().__init__(f"{self.path}: {message}")
+
+
+class SwapError(EdgetrainError, OSError):
+    """The swap file cannot be created, sized or mapped (missing or unwritable directory,
+    not enough space); raised before training starts, with the model unchanged."""

@@ -26,12 +26,15 @@ from .initializers import initialize
 from .layers.base import Layer
 from .losses import LossLayer, MeanSquaredError, make_loss
 from .planning import ArenaStore, MemoryPlan, check_plan, get_planner, plan_memory
+from .planning.swap import SwapSchedule
 from .optimizers import SGD, Optimizer
 from .program import Program, build_program
 from .tensors import TensorKind, format_shape
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from .swapping import SwapFile, SwapTraffic
 
     from .ini import ModelDescription
     from .training import OptimizerState
@@ -100,6 +103,12 @@ class Model:
         self.iteration = 0
         self.planner: str | None = "greedy_by_size"
         self.debug_poison = False
+        #: swap settings of the last compile (``spec/swapping.md``)
+        self.memory_budget: int | None = None
+        self.swap = False
+        self.lookahead: int | None = None
+        self.swap_dir: str | os.PathLike[str] | None = None
+        self._closed = False
         self._weights: dict[str, Array] = {}
         self._train: Executor | None = None
         self._inference: dict[int, Executor] = {}
@@ -132,7 +141,7 @@ class Model:
         framework), compiled for inference; ``compile(optimizer, batch_size)`` fine-tunes
         it with those weights. ``loss`` goes on the output (none by default). Needs the
         ``onnx`` package; see ``spec/interchange.md`` for the ops imported."""
-        from .interchange.onnx_import import import_onnx
+        from .interchange import import_onnx
 
         return import_onnx(path, loss=loss, name=name)
 
@@ -150,9 +159,21 @@ class Model:
         dtype: Any = np.float32,
         planner: str | None = "greedy_by_size",
         debug_poison: bool = False,
+        memory_budget: int | str | None = None,
+        swap: bool = False,
+        lookahead: int | None = None,
+        swap_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         """Build the graph and program for ``batch_size`` and initialise weights from
         ``seed`` (kept when recompiling). Without an optimizer the model only infers.
+
+        Swapping (``spec/swapping.md``): ``memory_budget`` (bytes, or ``"64MiB"``,
+        ``"1.5GB"``) chooses buffers to swap to a file and the lookahead so that the
+        resident arena fits, or raises ConfigError naming the smallest budget that would;
+        ``swap=True`` swaps every buffer that can be, at ``lookahead`` (default 0; with a
+        budget it fixes the lookahead instead of trying several). The swap file is made
+        in ``swap_dir`` (default: the system temp dir) at its full size now, so a missing
+        or full directory fails here (SwapError), and removed by :meth:`close`.
 
         ``planner`` lays every tensor out in one arena (``spec/planning.md``; None gives
         each tensor its own array); ``debug_poison`` fills dead bytes with NaN after
@@ -180,13 +201,67 @@ class Model:
             dtype=self.dtype,
             optimizer_state=optimizer.state_names() if optimizer else (),
         )
+        swapping = self._swap_setup(program, memory_budget, swap, lookahead, swap_dir)
+        old_stores = [e.store for e in (self._train, *self._inference.values()) if e is not None]
         self._init_weights(program)
         self._inference = {}
         self._train = None
-        if training:
-            self._train = self._executor(program, owns_weights=True)
+        try:
+            if training:
+                self._train = self._executor(program, owns_weights=True, swapping=swapping)
+            else:
+                self._inference[self.batch_size] = self._executor(program, owns_weights=True)
+        except BaseException:
+            if swapping is not None:
+                swapping[1].close()
+            raise
+        self._closed = False
+        for store in old_stores:
+            closing = getattr(store, "close", None)
+            if closing is not None and store is not getattr(self._train, "store", None):
+                closing()
+
+    def _swap_setup(
+        self,
+        program: Program,
+        memory_budget: int | str | None,
+        swap: bool,
+        lookahead: int | None,
+        swap_dir: str | os.PathLike[str] | None,
+    ) -> tuple[SwapSchedule, SwapFile] | None:
+        """The swap schedule and its swap file, made before anything about the model
+        changes (a budget that cannot fit or a swap directory that fails leaves the
+        weights as they were); None when nothing is swapped."""
+        from .planning.budget import choose_swap, parse_budget
+        from .planning.swap import plan_swap
+        from .swapping import SwapFile
+
+        budget = parse_budget(memory_budget) if memory_budget is not None else None
+        if lookahead is not None and (
+            isinstance(lookahead, bool) or int(lookahead) != lookahead or lookahead < 0
+        ):
+            raise ConfigError(f"lookahead must be a non-negative integer, got {lookahead!r}", key="lookahead")
+        self.memory_budget, self.swap, self.swap_dir = budget, bool(swap), swap_dir
+        self.lookahead = None if lookahead is None else int(lookahead)
+        if budget is None and not swap:
+            return None
+        if not program.training:
+            raise ConfigError("swapping applies to training: compile with an optimizer")
+        if self.planner is None:
+            raise ConfigError("swapping needs a planner (planner=None gives every tensor its own array)")
+        base = plan_memory(program, self.planner)
+        schedule: SwapSchedule | None
+        if budget is not None:
+            schedule = choose_swap(program, budget, planner=self.planner, lookahead=self.lookahead, plan=base)
         else:
-            self._inference[self.batch_size] = self._executor(program, owns_weights=True)
+            schedule = plan_swap(program, None, lookahead=self.lookahead or 0, planner=self.planner, plan=base)
+        if schedule is None or not schedule.swapped:
+            return None
+        if self.debug_poison:
+            from .planning.swap_check import check_swap
+
+            check_swap(program, schedule)
+        return schedule, SwapFile(swap_dir, schedule.swap_file_bytes)
 
     def _init_weights(self, program: Program) -> None:
         rng = np.random.default_rng(self.seed)
@@ -202,12 +277,28 @@ class Model:
                     fresh[name] = values.astype(self.dtype)
         self._weights = fresh
 
-    def _executor(self, program: Program, *, owns_weights: bool = False) -> Executor:
+    def _executor(
+        self,
+        program: Program,
+        *,
+        owns_weights: bool = False,
+        swapping: tuple[SwapSchedule, SwapFile] | None = None,
+    ) -> Executor:
         """An executor over a heap store, or over an arena when a planner is set. The
         compiled program's arena holds the weights (``_weights`` become views into it);
-        other programs borrow them. ``debug_poison`` also runs the plan checker."""
+        other programs borrow them. ``debug_poison`` also runs the plan checker. With
+        ``swapping`` the store is a swapping store: swapped weights live in their swap
+        file slot between iterations, and ``_weights`` are views there."""
         store: TensorStore
-        if self.planner is None:
+        if swapping is not None:
+            from .swapping import SwapStore
+
+            swap_store = SwapStore(program.tensors, *swapping, poison=self.debug_poison)
+            for name, values in self._weights.items():
+                np.copyto(swap_store[name], values)
+                self._weights[name] = swap_store[name]
+            store = swap_store
+        elif self.planner is None:
             store = HeapStore(program.tensors, shared=self._weights)
         else:
             external = () if owns_weights else list(self._weights)
@@ -255,7 +346,47 @@ class Model:
         if executor is not None and isinstance(executor.store, ArenaStore):
             if executor.store.plan.planner == chosen:
                 return executor.store.plan
+        schedule = self.swap_schedule
+        if schedule is not None and schedule.planner == chosen:
+            return schedule.plan
         return plan_memory(self.program, chosen)
+
+    @property
+    def swap_schedule(self) -> SwapSchedule | None:
+        """The swap schedule training runs (None without swapping): what is swapped,
+        when it moves, the resident arena and the swap file (``spec/swapping.md``)."""
+        from .swapping import SwapStore
+
+        store = self._train.store if self._train is not None else None
+        return store.schedule if isinstance(store, SwapStore) else None
+
+    @property
+    def swap_traffic(self) -> SwapTraffic | None:
+        """Bytes written to and read from the swap file, per iteration and in total."""
+        from .swapping import SwapStore
+
+        store = self._train.store if self._train is not None else None
+        return store.traffic if isinstance(store, SwapStore) else None
+
+    def close(self) -> None:
+        """Delete the swap file (if training swaps). The weights are copied into memory
+        first, so get_weights, save and predict keep working; training needs compile()
+        again. Idempotent; also done by ``with model:`` and at interpreter exit."""
+        from .swapping import SwapStore
+
+        store = self._train.store if self._train is not None else None
+        if not isinstance(store, SwapStore) or self._closed:
+            return
+        self._weights = {name: np.array(values) for name, values in self._weights.items()}
+        self._inference = {}
+        store.close()
+        self._closed = True
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _classifies(self) -> bool:
         return self.loss_name is not None and not isinstance(self._new_loss(), MeanSquaredError)
@@ -344,6 +475,10 @@ class Model:
             dtype=self.dtype,
             planner=self.planner,
             debug_poison=self.debug_poison,
+            memory_budget=self.memory_budget,
+            swap=self.swap,
+            lookahead=self.lookahead,
+            swap_dir=self.swap_dir,
         )
         new = self._train
         if old is None or new is None:
@@ -358,6 +493,8 @@ class Model:
     # -- training ----------------------------------------------------------------------
 
     def _trainer(self) -> Executor:
+        if self._closed:
+            raise StateError("the model was closed (its swap file is gone): compile() again to train")
         if self._train is None:
             raise StateError("the model is not compiled for training: call compile(optimizer=...)")
         return self._train

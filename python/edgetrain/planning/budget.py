@@ -1,0 +1,203 @@
+"""Training under a memory budget: choose the buffers to swap and the lookahead so that
+the resident arena fits, moving as few bytes as the heuristic finds.
+
+The heuristic (``spec/swapping.md`` §6), per lookahead ``L`` tried:
+
+1. *Relieve the peak.* Start from the unswapped plan. While the most bytes alive at one
+   order (the resident lower bound) exceed the target, take the order ``k`` where they
+   peak first, and among the buffers not yet swapped whose swapping takes them out of
+   memory at ``k``, swap the one moving the fewest bytes per byte-order it frees
+   (``moved / (bytes x orders out)``, ties by buffer order).
+2. *Place.* Plan the resident arena with the planner; if fragmentation puts it above the
+   budget, lower the target by the excess and continue step 1.
+3. *Prune.* Un-swap chosen buffers, the most bytes moved first, while the lower bound
+   still meets the target and the planned arena still fits.
+
+The lookahead moving the fewest bytes wins (the larger on ties: more time to prefetch).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ConfigError
+from ..program import Program
+from .plan import MemoryPlan, plan_memory
+from .planners import get_planner
+from .report import format_bytes
+from .swap import (
+    Exit,
+    SwapSchedule,
+    buffer_nbytes,
+    buffer_runs,
+    plan_swap,
+    swap_candidates,
+    untrained_weights,
+)
+
+#: lookaheads tried when the caller does not fix one
+LOOKAHEADS = (0, 1, 2, 4)
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "kb": 1000,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "mb": 1000**2,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "gb": 1000**3,
+    "t": 1 << 40,
+    "tib": 1 << 40,
+    "tb": 1000**4,
+}
+
+
+def parse_budget(value: int | float | str) -> int:
+    """Bytes from an int or a string such as ``"64MiB"``, ``"1.5GB"``, ``"512k"``
+    (``KiB/MiB/GiB`` and bare ``K/M/G`` are powers of 1024, ``KB/MB/GB`` of 1000;
+    case does not matter)."""
+    if isinstance(value, bool):
+        raise ConfigError(
+            f"memory budget must be bytes or a size string, got {value!r}", key="memory_budget"
+        )
+    if isinstance(value, (int, float)):
+        number, unit = float(value), ""
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(value))
+        if match is None or match.group(2).lower() not in _UNITS:
+            raise ConfigError(
+                f"memory budget {value!r} is not a size: use bytes or e.g. '64MiB', '1.5GB', '512K'",
+                key="memory_budget",
+            )
+        number, unit = float(match.group(1)), match.group(2).lower()
+    nbytes = int(number * _UNITS[unit])
+    if nbytes <= 0:
+        raise ConfigError(f"memory budget must be positive, got {value!r}", key="memory_budget")
+    return nbytes
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    buffer: str
+    index: int
+    size: int
+    moved: int
+    absent: tuple[tuple[int, int], ...]
+
+    @property
+    def relief(self) -> int:
+        return self.size * sum(stop - start + 1 for start, stop in self.absent)
+
+    def out_at(self, order: int) -> bool:
+        return any(start <= order <= stop for start, stop in self.absent)
+
+
+def _candidates(program: Program, base: MemoryPlan, lookahead: int) -> list[_Candidate]:
+    untrained = untrained_weights(program)
+    last = len(base.steps) - 1
+    found = []
+    for index, name in enumerate(swap_candidates(base, lookahead)):
+        buffer = base.buffers[name]
+        runs = buffer_runs(program, base, buffer, lookahead, untrained)
+        held = [(0, -1)] + [(r.start, r.end) for r in runs] + [(last + 1, last + 1)]
+        absent = tuple(
+            (max(a_end + 1, buffer.first), min(b_start - 1, buffer.last))
+            for (_, a_end), (b_start, _) in zip(held, held[1:])
+            if max(a_end + 1, buffer.first) <= min(b_start - 1, buffer.last)
+        )
+        nbytes = buffer_nbytes(base, name)
+        moved = nbytes * sum(int(r.read_in) + int(r.exit is Exit.WRITE) for r in runs)
+        if absent:
+            found.append(_Candidate(name, index, buffer.size, moved, absent))
+    return found
+
+
+def _live(base: MemoryPlan, chosen: Sequence[_Candidate]) -> NDArray[np.int64]:
+    live = np.array(base.live_bytes, dtype=np.int64)
+    for c in chosen:
+        for start, stop in c.absent:
+            live[start : stop + 1] -= c.size
+    return live
+
+
+def _fit(
+    program: Program, base: MemoryPlan, budget: int, lookahead: int, planner: str
+) -> SwapSchedule | None:
+    candidates = _candidates(program, base, lookahead)
+    chosen: list[_Candidate] = []
+    target = budget
+    live = _live(base, chosen)
+    best: SwapSchedule | None = None
+    while True:
+        peak = int(live.max()) if len(live) else 0
+        if peak <= target:
+            schedule = plan_swap(
+                program, [c.buffer for c in chosen], lookahead=lookahead, planner=planner, plan=base
+            )
+            if schedule.resident_bytes <= budget:
+                best = schedule
+                break
+            target -= max(schedule.resident_bytes - budget, 64)
+            continue
+        order = int(np.argmax(live))
+        taken = {c.buffer for c in chosen}
+        options = [c for c in candidates if c.buffer not in taken and c.out_at(order)]
+        if not options:
+            return None
+        pick = min(options, key=lambda c: (c.moved / c.relief, c.index))
+        chosen.append(pick)
+        for start, stop in pick.absent:
+            live[start : stop + 1] -= pick.size
+    for c in sorted(chosen, key=lambda c: (-c.moved, c.index)):
+        rest = [d for d in chosen if d is not c]
+        if int(_live(base, rest).max()) > target:
+            continue
+        trial = plan_swap(
+            program, [d.buffer for d in rest], lookahead=lookahead, planner=planner, plan=base
+        )
+        if trial.resident_bytes <= budget:
+            chosen, best = rest, trial
+    return best
+
+
+def choose_swap(
+    program: Program,
+    budget: int | str,
+    *,
+    planner: str = "greedy_by_size",
+    lookahead: int | None = None,
+    plan: MemoryPlan | None = None,
+) -> SwapSchedule | None:
+    """The schedule that fits ``budget`` bytes of resident arena with the fewest bytes moved
+    the heuristic finds, or None when the plan fits without swapping. ``lookahead`` fixes
+    the lookahead (else each of ``LOOKAHEADS`` is tried). Raises :class:`ConfigError`
+    naming the smallest budget that would fit when none does."""
+    nbytes = parse_budget(budget)
+    get_planner(planner)
+    base = plan if plan is not None else plan_memory(program, planner)
+    if base.arena_bytes <= nbytes:
+        return None
+    tried = (lookahead,) if lookahead is not None else LOOKAHEADS
+    fits = [s for s in (_fit(program, base, nbytes, L, planner) for L in tried) if s is not None]
+    if fits:
+        return min(fits, key=lambda s: (s.bytes_moved, -s.lookahead))
+    smallest = min(
+        (plan_swap(program, None, lookahead=L, planner=planner, plan=base) for L in tried),
+        key=lambda s: (s.resident_bytes, -s.lookahead),
+    )
+    raise ConfigError(
+        f"no swap schedule fits a memory budget of {format_bytes(nbytes)} ({nbytes:,} bytes): "
+        f"the smallest resident arena is {format_bytes(smallest.resident_bytes)} "
+        f"({smallest.resident_bytes:,} bytes, every swappable buffer swapped at lookahead "
+        f"{smallest.lookahead}); without swapping the plan needs {format_bytes(base.arena_bytes)}",
+        key="memory_budget",
+    )
