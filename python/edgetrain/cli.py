@@ -325,6 +325,43 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- export ------------------------------------------------------------------------------
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    _model_argument(parser)
+    parser.add_argument("weights", type=Path, help="trained weights (.bin, .npz or .safetensors)")
+    parser.add_argument("--onnx", type=Path, metavar="FILE", help="write an inference ONNX model")
+    parser.add_argument("--opset", type=_positive_int, default=17, help="ONNX op set (default 17)")
+    parser.add_argument(
+        "--weights-to",
+        type=Path,
+        metavar="FILE",
+        help="write the weights again in the format of FILE's extension (.bin, .npz, .safetensors)",
+    )
+
+
+@command("export", "write a model and its weights as ONNX (or weights in another format)", _export_arguments)
+def export(args: argparse.Namespace) -> int:
+    if args.onnx is None and args.weights_to is None:
+        raise ConfigError("nothing to export: give --onnx FILE and/or --weights-to FILE")
+    model = open_model_file(args.model).model
+    model.load(args.weights)
+    if args.onnx is not None:
+        from .interchange import export_onnx
+
+        export_onnx(model, args.onnx, opset=args.opset)
+        print(f"wrote {args.onnx} (ONNX op set {args.opset}, input {_input_names(model)}, output 'output')")
+    if args.weights_to is not None:
+        model.save(args.weights_to)
+        print(f"wrote {args.weights_to}")
+    return 0
+
+
+def _input_names(model: Model) -> str:
+    return ", ".join(f"'{node.name}'" for node in model.graph.input_nodes())
+
+
 # -- model files ---------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from ..layers import (
     Flatten,
     FullyConnected,
     Input,
+    LayerNormalization,
     Pooling2D,
     Reshape,
 )
@@ -156,10 +157,11 @@ class Context:
 def _clean_name(text: str) -> str:
     """A layer name from an ONNX name: module paths keep their dots, other separators
     become ``_`` (edgetrain names have no spaces or ``:,()[]/``)."""
-    for suffix in (".weight", ":weight"):
-        text = text.removesuffix(suffix)
     if text.startswith("onnx::"):
         return ""
+    if ":" in text:  # edgetrain's own "<layer>:<weight>" (an exported edgetrain model)
+        text = text.rsplit(":", 1)[0]
+    text = text.removesuffix(".weight")
     cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in text.strip("/"))
     return cleaned.strip("_")
 
@@ -450,6 +452,24 @@ def _batch_norm(ctx: Context, node: NodeProto) -> Tensor:
     return ctx.add(node, layer, [x], weights, hint=node.input[1])
 
 
+def _layer_norm(ctx: Context, node: NodeProto) -> Tensor:
+    x = ctx.tensor(node, 0)
+    if sum(1 for o in node.output[1:] if o and ctx.readers.get(o, 0)) > 0:
+        raise Refused("its Mean or InvStdDev output is read; edgetrain's layer normalization keeps them")
+    if int(attribute(node, "stash_type", 1)) != 1:
+        raise Refused("stash_type other than 1 (float32 statistics) is not supported")
+    rank = len(x.shape) + 1
+    axis = int(attribute(node, "axis", -1))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 < axis < rank:
+        raise Refused(f"normalises from axis {attribute(node, 'axis')}: the batch axis cannot be normalised over")
+    gamma = ctx.weight(node, 1, "Scale")
+    beta = ctx.constant(node, 2, "B")
+    weights = {"gamma": gamma, "beta": np.zeros_like(gamma) if beta is None else beta.astype(np.float32)}
+    layer = LayerNormalization(epsilon=float(attribute(node, "epsilon", 1e-5)), axis=list(range(axis, rank)))
+    return ctx.add(node, layer, [x], weights, hint=node.input[1])
+
+
 # -- views -----------------------------------------------------------------------------------------
 
 
@@ -506,6 +526,7 @@ def converters(opset: int) -> dict[str, Converter]:
         "Concat": _concat,
         "Conv": _conv,
         "BatchNormalization": _batch_norm,
+        "LayerNormalization": _layer_norm,
         "Relu": _activation("relu"),
         "Sigmoid": _activation("sigmoid"),
         "Tanh": _activation("tanh"),
