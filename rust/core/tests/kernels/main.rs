@@ -3,6 +3,7 @@
 //! triple loop, im2col/col2im adjointness, optimizer steps against the numpy spec's bits.
 
 mod support;
+mod training;
 
 mod activation;
 mod batch_norm;
