@@ -20,7 +20,7 @@ from edgetrain.personalization import (
     backbone_layers,
     centred_unit,
 )
-from edgetrain.personalization.finetuned_head import balanced_indices
+from edgetrain.personalization.finetuned_head import EmbeddedRows, balanced_indices
 
 Array = NDArray[Any]
 RNG = np.random.default_rng(11)
@@ -264,6 +264,35 @@ def test_balanced_indices_give_every_class_the_largest_count() -> None:
     chosen = balanced_indices(ids, 3, np.random.default_rng(0))
     assert np.bincount(ids[chosen]).tolist() == [7, 7, 7]
     assert np.bincount(chosen[ids[chosen] == 1]).max() <= 4  # each of 2 samples 3-4 times
+
+
+def test_embedded_rows_read_across_parts_in_order() -> None:
+    parts = [np.arange(12.0).reshape(4, 3), 100 + np.arange(6.0).reshape(2, 3)]
+    ids = np.array([0, 1, 2, 3, 4, 5])
+    rows = EmbeddedRows(parts, ids, np.array([5, 0, 4, 2]), lambda f: -f)
+    assert len(rows) == 4
+    inputs, labels = rows.take(np.array([0, 2, 3]))
+    np.testing.assert_array_equal(
+        inputs[0], -np.array([[103.0, 104, 105], [100, 101, 102], [6, 7, 8]])
+    )
+    assert labels.tolist() == [5, 4, 2]
+
+
+def test_stored_bytes_count_what_each_classifier_keeps() -> None:
+    ncm = NearestCentroid().fit_base(*BASE).fit(*SUPPORT)
+    itemsize = BASE[0].itemsize
+    assert ncm.stored_bytes() == {
+        "support examples (features)": 10 * DIM * itemsize,
+        "centroids": 6 * DIM * itemsize,
+        "base class sums and counts": 4 * DIM * 8 + 4 * 8,
+    }
+    head = FinetunedHead(epochs=1, base_epochs=1, exemplars_per_class=3).fit_base(*BASE)
+    head.fit(*SUPPORT)
+    assert head.stored_bytes() == {
+        "support examples (features)": 10 * DIM * itemsize,
+        "kept base examples (features)": 4 * 3 * DIM * itemsize,
+        "head weights": (DIM + 1) * 6 * itemsize,
+    }
 
 
 def test_head_learns_new_classes_and_keeps_the_base_ones() -> None:

@@ -142,6 +142,11 @@ class FewShotClassifier(abc.ABC):
         """Every support example seen by ``fit`` (raw features) and its class index."""
         return np.concatenate(self._support), np.concatenate(self._support_classes)
 
+    def stored_bytes(self) -> dict[str, int]:
+        """What the classifier keeps between calls, in bytes, by what it is (the
+        backbone and any training arena not included)."""
+        return {"support examples (features)": sum(f.nbytes for f in self._support)}
+
     @abc.abstractmethod
     def _learn_base(self, embedded: Array, ids: Array, features: Array) -> None:
         """Take in base classes (``embedded`` = ``embed(features)``)."""

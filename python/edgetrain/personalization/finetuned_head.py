@@ -12,6 +12,7 @@ forgotten.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,37 @@ Array = NDArray[Any]
 
 #: the scale of imprinted columns when there are no trained columns to match
 DEFAULT_IMPRINT_SCALE = 10.0
+
+
+class EmbeddedRows:
+    """The head's training set without copying it: rows of several raw feature arrays
+    (``parts``, seen as one after the other) taken in ``order`` and embedded one batch at
+    a time, with their class ids (a ``Dataset`` for ``Model.fit``)."""
+
+    def __init__(
+        self,
+        parts: Sequence[Array],
+        ids: Array,
+        order: Array,
+        embed: Callable[[Array], Array],
+    ) -> None:
+        self.parts = list(parts)
+        self.starts = np.cumsum([0, *(len(p) for p in self.parts)])
+        self.ids = ids
+        self.order = order
+        self.embed = embed
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def take(self, indices: Array) -> tuple[list[Array], Array]:
+        rows = self.order[np.asarray(indices)]
+        source = np.searchsorted(self.starts, rows, side="right") - 1
+        batch = np.empty((len(rows), self.parts[0].shape[1]), dtype=self.parts[0].dtype)
+        for k, part in enumerate(self.parts):
+            here = source == k
+            batch[here] = part[rows[here] - self.starts[k]]
+        return [self.embed(batch)], self.ids[rows]
 
 
 def balanced_indices(ids: Array, classes: int, rng: np.random.Generator) -> Array:
@@ -109,21 +141,21 @@ class FinetunedHead(FewShotClassifier):
             name="head",
         )
 
-    def _train(self, embedded: Array, ids: Array, epochs: int) -> None:
+    def _train(self, parts: Sequence[Array], ids: Array, epochs: int) -> None:
         """Train the head (starting from ``weight_``/``bias_`` when set) on class-balanced
-        samples of ``embedded``."""
+        samples of the rows of ``parts``, embedded a batch at a time."""
         order = balanced_indices(ids, self.n_classes, self._rng)
-        x, y = embedded[order], ids[order]
-        head = self._head(embedded.shape[1])
+        data = EmbeddedRows(parts, ids, order, self.embed)
+        head = self._head(parts[0].shape[1])
         head.compile(
             Adam(self.learning_rate),
-            batch_size=min(self.batch_size, len(x)),
+            batch_size=min(self.batch_size, len(data)),
             seed=self.seed,
-            dtype=embedded.dtype,
+            dtype=parts[0].dtype,
         )
         if self.weight_ is not None and self.bias_ is not None:
             head.set_weights({"classes:weight": self.weight_, "classes:bias": self.bias_})
-        head.fit(x, y, epochs=epochs)
+        head.fit(data, epochs=epochs)
         weights = head.get_weights()
         self.weight_, self.bias_ = weights["classes:weight"], weights["classes:bias"]
         self.training_plan = head.plan()
@@ -132,7 +164,7 @@ class FinetunedHead(FewShotClassifier):
     # -- learning ------------------------------------------------------------------------
 
     def _learn_base(self, embedded: Array, ids: Array, features: Array) -> None:
-        self._train(embedded, ids, self.base_epochs)
+        self._train([features], ids, self.base_epochs)
         keep = []
         for c in range(self.n_classes):
             members = np.flatnonzero(ids == c)
@@ -143,13 +175,21 @@ class FinetunedHead(FewShotClassifier):
         self._exemplar_classes = ids[chosen]
 
     def _learn_support(self) -> None:
-        features, ids = self.support()
-        embedded = self.embed(features)
-        self._imprint(embedded, ids)
+        parts, ids = list(self._support), np.concatenate(self._support_classes)
+        new = ids >= (0 if self.weight_ is None else self.weight_.shape[1])
+        self._imprint(self.embed(np.concatenate(parts)[new]), ids[new])
         if self._exemplars is not None and self._exemplar_classes is not None:
-            embedded = np.concatenate([self.embed(self._exemplars), embedded])
+            parts.insert(0, self._exemplars)
             ids = np.concatenate([self._exemplar_classes, ids])
-        self._train(embedded, ids, self.epochs)
+        self._train(parts, ids, self.epochs)
+
+    def stored_bytes(self) -> dict[str, int]:
+        stored = super().stored_bytes()
+        if self._exemplars is not None:
+            stored["kept base examples (features)"] = self._exemplars.nbytes
+        if self.weight_ is not None and self.bias_ is not None:
+            stored["head weights"] = self.weight_.nbytes + self.bias_.nbytes
+        return stored
 
     def _imprint(self, embedded: Array, ids: Array) -> None:
         """Columns for classes the head does not have yet: the class's mean embedded

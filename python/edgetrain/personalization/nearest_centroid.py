@@ -65,6 +65,14 @@ class NearestCentroid(FewShotClassifier):
         counts += np.bincount(ids, minlength=self.n_classes)
         self.centroids_ = (sums / counts[:, None]).astype(embedded.dtype)
 
+    def stored_bytes(self) -> dict[str, int]:
+        stored = super().stored_bytes()
+        if self.centroids_ is not None:
+            stored["centroids"] = self.centroids_.nbytes
+        if self._base_sum is not None and self._base_count is not None:
+            stored["base class sums and counts"] = self._base_sum.nbytes + self._base_count.nbytes
+        return stored
+
     def distances(self, x: Array | Sequence[Array]) -> Array:
         """Squared Euclidean distances ``(n, n_classes)`` of embedded samples to centroids."""
         return self._distances(self.embed(self.features(x)))
