@@ -12,11 +12,14 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from . import __version__
+from .checkpoint import CheckpointWarning
 from .data import ArrayDataset, Dataset, split_dataset
 from .datasets import NAMED_DATASETS, RawFileDataset, load_named
 from .errors import ConfigError, DataError, EdgetrainError, SaveError
@@ -26,10 +29,13 @@ from .planning import PLANNERS
 from .planning.chart import draw_plan
 from .planning.report import plan_json, render_plan
 from .progress import MemoryWatch, ProgressBar
+from .training import TrainingInterrupted
 from .weights_io import check_save_path
 
 Run = Callable[[argparse.Namespace], int]
 EXIT_ERROR = 2
+#: the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
+EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,25 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         "validation data; 0 turns validation off)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="DIR",
+        help="save the whole training state in DIR at every epoch's end, on Ctrl-C and "
+        "every --checkpoint-every iterations (the newest two files are kept)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        metavar="N",
+        help="also save a checkpoint every N iterations",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest intact checkpoint in --checkpoint DIR, ending with "
+        "the weights an uninterrupted run would have (a fresh start when DIR has none)",
+    )
 
 
 @command("train", "train a model file on data, report accuracy and memory, save weights", _train_arguments)
@@ -193,8 +218,18 @@ def train(args: argparse.Namespace) -> int:
     if save is not None:
         check_save_path(save)
     model = setup.model
+    if (args.resume or args.checkpoint_every) and args.checkpoint is None:
+        raise ConfigError("--resume and --checkpoint-every need --checkpoint DIR")
+    if args.resume and args.load is not None:
+        raise ConfigError("--resume continues from the checkpoint's weights: drop --load")
     start_from = args.load
-    if start_from is None and setup.continue_train and save is not None and Path(save).is_file():
+    if (
+        start_from is None
+        and not args.resume
+        and setup.continue_train
+        and save is not None
+        and Path(save).is_file()
+    ):
         start_from = save
     if start_from is not None:
         model.load(start_from)
@@ -209,19 +244,41 @@ def train(args: argparse.Namespace) -> int:
     bar = ProgressBar(disable=args.quiet)
     watch = MemoryWatch.start()
     start = time.perf_counter()
+    finished: list[int] = []
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        finished.append(epoch)
+        print(f"epoch {epoch + 1}/{epochs}  {_metrics(metrics)}")
+
     try:
-        history = model.fit(
-            train_data,
-            epochs=epochs,
-            validation_data=valid_data,
-            progress=bar,
-            on_epoch=lambda epoch, metrics: print(f"epoch {epoch + 1}/{epochs}  {_metrics(metrics)}"),
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", CheckpointWarning)
+            warnings.showwarning = _print_warning
+            history = model.fit(
+                train_data,
+                epochs=epochs,
+                validation_data=valid_data,
+                progress=bar,
+                on_epoch=on_epoch,
+                checkpoint=args.checkpoint,
+                checkpoint_every=args.checkpoint_every,
+                resume=args.resume,
+            )
+    except TrainingInterrupted as stop:
+        bar.close()
+        print(
+            f"edgetrain: interrupted; the training state is saved in {stop.checkpoint}: run "
+            "the same command with --resume to continue",
+            file=sys.stderr,
         )
+        return EXIT_INTERRUPTED
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    trained = len(history.loss) * (len(train_data) // model.batch_size) * model.batch_size
-    print(f"trained {len(history.loss)} epoch(s) in {seconds:.1f} s ({trained / seconds:,.0f} samples/s)")
+    if history.resumed_from is not None:
+        print(f"resumed from {history.resumed_from}")
+    trained = len(finished) * (len(train_data) // model.batch_size) * model.batch_size
+    print(f"trained {len(finished)} epoch(s) in {seconds:.1f} s ({trained / seconds:,.0f} samples/s)")
     if valid_data is not None:
         final = {k: v for k, v in history.latest().items() if k.startswith("val_")}
         print(f"validation ({len(valid_data)} samples): {_metrics(final)}")
@@ -232,6 +289,17 @@ def train(args: argparse.Namespace) -> int:
         model.save(save)
         print(f"saved weights to {save}")
     return 0
+
+
+def _print_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    print(f"edgetrain: warning: {message}", file=sys.stderr)
 
 
 def _metrics(metrics: dict[str, float]) -> str:
@@ -434,4 +502,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("edgetrain: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -551,3 +551,51 @@ def test_load_optimizer_state_checks_everything_first(
     with pytest.raises(ConfigError, match=match):
         model.load_optimizer_state(state)
     assert not np.any(model.optimizer_state().tensors["out:weight:m"])
+
+
+# -- edgetrain train ----------------------------------------------------------------------------------------
+
+DIGITS_INI = Path(__file__).resolve().parents[2] / "examples" / "digits_cnn.ini"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    from edgetrain.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--resume"], "--resume and --checkpoint-every need --checkpoint DIR"),
+        (["--checkpoint-every", "3"], "--resume and --checkpoint-every need --checkpoint DIR"),
+        (["--checkpoint", "c", "--resume", "--load", "w.npz"], "drop --load"),
+    ],
+)
+def test_cli_refuses_inconsistent_checkpoint_flags(
+    capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    code, _, err = cli(capsys, "train", DIGITS_INI, "--data", "digits", "--epochs", "1", *flags)
+    assert code == 2
+    assert message in err
+
+
+def test_cli_resume_reports_the_checkpoint_and_a_fallback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", DIGITS_INI, "--data", "digits", "--quiet", "--checkpoint", tmp_path]
+    assert cli(capsys, *argv, "--epochs", "1", "--checkpoint-every", "20")[0] == 0
+    older, newer = checkpoint_files(tmp_path)
+    flip_byte(newer, 200)
+    code, out, err = cli(capsys, *argv, "--epochs", "2", "--resume")
+    assert code == 0, err
+    assert f"edgetrain: warning: {newer}: corrupt" in err
+    assert f"resuming from the older {older.name}" in err
+    assert f"resumed from {older}" in out
+    assert "epoch 2/2" in out
+
+    code, _, err = cli(capsys, *argv, "--epochs", "2")
+    assert code == 2
+    assert "holds checkpoints of an earlier run" in err
