@@ -193,6 +193,8 @@ fn fill_columns(
     Ok(())
 }
 
+/// Whether the input maps serve as their own column matrices (1x1 window, one sample
+/// per GEMM).
 fn direct(shape: &Conv2dShape, g: &Geometry) -> bool {
     shape.window.is_identity() && g.chunk == 1
 }

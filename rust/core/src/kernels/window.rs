@@ -285,7 +285,7 @@ fn gather_tap(window: &Window2d, map: &[f32], tap: [usize; 2], out: [usize; 2], 
     let (h_lo, h_hi) = valid_outputs(out[0], sh, off_h, h);
     let (w_lo, w_hi) = valid_outputs(out[1], sw, off_w, w);
     for (o, row) in rows.chunks_exact_mut(out[1]).enumerate() {
-        if o < h_lo || o >= h_hi {
+        if o < h_lo || o >= h_hi || w_lo == w_hi {
             row.fill(0.0);
             continue;
         }
@@ -310,6 +310,9 @@ fn scatter_tap(window: &Window2d, rows: &[f32], tap: [usize; 2], out: [usize; 2]
     let (off_h, off_w) = (tap_offset(window, 0, tap[0]), tap_offset(window, 1, tap[1]));
     let (h_lo, h_hi) = valid_outputs(out[0], sh, off_h, h);
     let (w_lo, w_hi) = valid_outputs(out[1], sw, off_w, w);
+    if w_lo == w_hi {
+        return;
+    }
     for o in h_lo..h_hi {
         let row = &rows[o * out[1]..(o + 1) * out[1]];
         let line = &mut map[(o as isize * sh as isize + off_h) as usize * w..][..w];

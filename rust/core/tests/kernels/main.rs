@@ -17,4 +17,5 @@ mod loss;
 mod merge;
 mod optim;
 mod pool;
+mod robustness;
 mod window;

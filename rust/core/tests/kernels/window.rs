@@ -32,6 +32,18 @@ pub fn geometries() -> Vec<Window2d> {
         },
         ..Window2d::new([8, 5], [2, 4])
     });
+    // Taps that only ever read padding (the right-hand ones): a dilated kernel spanning
+    // the whole padded width of a 2-wide map.
+    out.push(Window2d {
+        dilation: [2, 2],
+        padding: Padding {
+            top: 1,
+            bottom: 2,
+            left: 0,
+            right: 3,
+        },
+        ..Window2d::new([3, 2], [2, 3])
+    });
     out
 }
 
