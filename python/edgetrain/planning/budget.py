@@ -61,7 +61,7 @@ _UNITS = {
 }
 
 
-def parse_budget(value: int | float | str) -> int:
+def parse_budget(value: float | str) -> int:
     """Bytes from an int or a string such as ``"64MiB"``, ``"1.5GB"``, ``"512k"``
     (``KiB/MiB/GiB`` and bare ``K/M/G`` are powers of 1024, ``KB/MB/GB`` of 1000;
     case does not matter)."""
@@ -133,19 +133,32 @@ def _fit(
     program: Program, base: MemoryPlan, budget: int, lookahead: int, planner: str
 ) -> SwapSchedule | None:
     candidates = _candidates(program, base, lookahead)
+    chosen = _relieve(program, base, budget, lookahead, planner, candidates)
+    if chosen is None:
+        # fragmentation can defeat step 1 where swapping everything fits: prune from there
+        chosen = candidates
+    return _prune(program, base, budget, lookahead, planner, chosen)
+
+
+def _relieve(
+    program: Program,
+    base: MemoryPlan,
+    budget: int,
+    lookahead: int,
+    planner: str,
+    candidates: list[_Candidate],
+) -> list[_Candidate] | None:
+    """Steps 1 and 2: swap buffers out of the peak until the planned arena fits."""
     chosen: list[_Candidate] = []
     target = budget
     live = _live(base, chosen)
-    best: SwapSchedule | None = None
     while True:
         peak = int(live.max()) if len(live) else 0
         if peak <= target:
-            schedule = plan_swap(
-                program, [c.buffer for c in chosen], lookahead=lookahead, planner=planner, plan=base
-            )
+            names = [c.buffer for c in chosen]
+            schedule = plan_swap(program, names, lookahead=lookahead, planner=planner, plan=base)
             if schedule.resident_bytes <= budget:
-                best = schedule
-                break
+                return chosen
             target -= max(schedule.resident_bytes - budget, 64)
             continue
         order = int(np.argmax(live))
@@ -157,13 +170,28 @@ def _fit(
         chosen.append(pick)
         for start, stop in pick.absent:
             live[start : stop + 1] -= pick.size
+
+
+def _prune(
+    program: Program,
+    base: MemoryPlan,
+    budget: int,
+    lookahead: int,
+    planner: str,
+    chosen: list[_Candidate],
+) -> SwapSchedule | None:
+    """Step 3: un-swap what is not needed, the most bytes moved first; None if even
+    ``chosen`` does not fit."""
+    names = [c.buffer for c in chosen]
+    best = plan_swap(program, names, lookahead=lookahead, planner=planner, plan=base)
+    if best.resident_bytes > budget:
+        return None
     for c in sorted(chosen, key=lambda c: (-c.moved, c.index)):
         rest = [d for d in chosen if d is not c]
-        if int(_live(base, rest).max()) > target:
+        if int(_live(base, rest).max()) > budget:
             continue
-        trial = plan_swap(
-            program, [d.buffer for d in rest], lookahead=lookahead, planner=planner, plan=base
-        )
+        names = [d.buffer for d in rest]
+        trial = plan_swap(program, names, lookahead=lookahead, planner=planner, plan=base)
         if trial.resident_bytes <= budget:
             chosen, best = rest, trial
     return best
