@@ -11,7 +11,6 @@ saved, when, and what is refused.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -19,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Self
@@ -81,9 +80,9 @@ def read_optimizer_state(trainer: Executor) -> OptimizerState:
     return OptimizerState({n: trainer.store[n].copy() for n in names}, trainer.update_count)
 
 
-def write_optimizer_state(trainer: Executor, state: OptimizerState) -> None:
-    """Overwrite the trainer's optimizer state; every name, shape and value is checked
-    before anything changes."""
+def check_optimizer_state(trainer: Executor, state: OptimizerState) -> None:
+    """Refuse (``ConfigError``) optimizer state that does not fit the trainer: names,
+    shapes, non-finite values, a bad update count."""
     names = optimizer_state_names(trainer.program)
     missing = [n for n in names if n not in state.tensors]
     unknown = [n for n in state.tensors if n not in names]
@@ -103,9 +102,15 @@ def write_optimizer_state(trainer: Executor, state: OptimizerState) -> None:
     count = state.update_count
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
         raise ConfigError(f"update_count must be a non-negative integer, got {count!r}")
-    for name in names:
+
+
+def write_optimizer_state(trainer: Executor, state: OptimizerState) -> None:
+    """Overwrite the trainer's optimizer state; everything is checked
+    (:func:`check_optimizer_state`) before anything changes."""
+    check_optimizer_state(trainer, state)
+    for name in optimizer_state_names(trainer.program):
         np.copyto(trainer.store[name], state.tensors[name], casting="unsafe")
-    trainer.update_count = int(count)
+    trainer.update_count = int(state.update_count)
 
 
 # -- what a checkpoint must match ---------------------------------------------------------------
@@ -276,7 +281,6 @@ class Checkpointer:
     trainer: Executor
     settings: dict[str, Any]
     epochs: int
-    saved: list[Path] = field(default_factory=list)
 
     def tensors(self) -> dict[str, Array]:
         weights = self.model._weights
@@ -319,9 +323,7 @@ class Checkpointer:
                 "optimizer_state": optimizer_state_names(self.trainer.program),
             },
         }
-        path = save_checkpoint(self.directory, self.model.iteration, tensors, state)
-        self.saved.append(path)
-        return path
+        return save_checkpoint(self.directory, self.model.iteration, tensors, state)
 
     def resume(self, history: History) -> RunPosition | None:
         """Restore the newest usable checkpoint into the model, ``history`` and the
@@ -359,6 +361,7 @@ class Checkpointer:
                 raise
             raise CheckpointError(f"incomplete checkpoint state ({err!r})", path=path) from None
         try:
+            check_optimizer_state(self.trainer, optimizer)
             self.model.set_weights(weights)
             write_optimizer_state(self.trainer, optimizer)
         except ConfigError as err:
@@ -412,7 +415,7 @@ def fit_loop(
     resume: bool,
 ) -> History:
     """Train ``model`` on ``train`` (checked data) for ``epochs`` epochs; see ``Model.fit``."""
-    from .model import EpochProgress, History, _count_correct
+    from .model import History
 
     trainer = model._trainer()
     if checkpoint_every is not None and (
@@ -424,9 +427,7 @@ def fit_loop(
     if checkpoint is None and (resume or checkpoint_every is not None):
         raise ConfigError("resume and checkpoint_every need checkpoint=<directory>")
     loader = DataLoader(train, model.batch_size, shuffle=shuffle, seed=model.seed + 3)
-    history = History()
-    run = RunPosition(loader_rng=dict(loader.rng.bit_generator.state))
-    keeper: Checkpointer | None = None
+    loop = _Loop(model, trainer, loader, valid, epochs, progress, on_epoch, History())
     if checkpoint is not None:
         settings = training_settings(
             model,
@@ -435,75 +436,137 @@ def fit_loop(
             samples=len(train),
             validation=None if valid is None else len(valid),
         )
-        keeper = Checkpointer(Path(checkpoint), model, trainer, settings, epochs)
-        resumed = keeper.resume(history) if resume else None
+        loop.keeper = Checkpointer(Path(checkpoint), model, trainer, settings, epochs)
+        loop.every = checkpoint_every
+        resumed = loop.keeper.resume(loop.history) if resume else None
         if resumed is not None:
-            run = resumed
+            loop.run = resumed
         elif not resume and checkpoint_files(checkpoint):
             raise CheckpointError(
                 "holds checkpoints of an earlier run: pass resume=True to continue it, or "
                 "use an empty directory",
                 path=Path(checkpoint),
             )
-    classifies = model._classifies()
-    batches = len(loader)
-    with _DeferredInterrupt() if keeper is not None else contextlib.nullcontext() as interrupt:
-        try:
-            while run.epoch < epochs:
-                loader.rng.bit_generator.state = run.loader_rng
-                start, seen_before = time.perf_counter(), run.seen
-                for inputs, labels in loader.epoch(run.batch):
-                    run.consistent = False
-                    loss = model._step(trainer, inputs, labels)
-                    run.loss_sum += loss * len(labels)
-                    run.seen += len(labels)
-                    if classifies:
-                        run.correct += _count_correct(trainer.store[trainer.program.output], labels)
-                    run.batch += 1
-                    run.consistent = True
-                    if progress is not None:
-                        rate = (run.seen - seen_before) / max(time.perf_counter() - start, 1e-9)
-                        accuracy = run.correct / run.seen if classifies else None
-                        progress(
-                            EpochProgress(
-                                run.epoch,
-                                epochs,
-                                run.batch - 1,
-                                batches,
-                                run.loss_sum / run.seen,
-                                accuracy,
-                                rate,
-                            )
-                        )
-                    if (
-                        keeper is not None
-                        and checkpoint_every is not None
-                        and model.iteration % checkpoint_every == 0
-                        and run.batch < batches
-                    ):
-                        keeper.save(run, history, batches)
-                    if interrupt is not None and interrupt.requested:
-                        raise KeyboardInterrupt
-                metrics = {"loss": run.loss_sum / run.seen}
-                if classifies:
-                    metrics["accuracy"] = run.correct / run.seen
-                if valid is not None:
-                    for name, value in model._evaluate_dataset(valid).items():
-                        metrics[f"val_{name}"] = value
-                run.consistent = False
-                for name, value in metrics.items():
-                    getattr(history, name).append(value)
-                run = RunPosition(
-                    loader_rng=dict(loader.rng.bit_generator.state), epoch=run.epoch + 1
+    loop.train()
+    return loop.history
+
+
+class _Loop:
+    """One call of ``fit``: epochs of steps from ``run`` on, saving checkpoints through
+    ``keeper`` (when there is one) at epoch ends, every ``every`` iterations and on Ctrl-C."""
+
+    def __init__(
+        self,
+        model: Model,
+        trainer: Executor,
+        loader: DataLoader,
+        valid: Dataset | None,
+        epochs: int,
+        progress: ProgressCallback | None,
+        on_epoch: EpochCallback | None,
+        history: History,
+    ) -> None:
+        self.model, self.trainer, self.loader, self.valid = model, trainer, loader, valid
+        self.epochs, self.progress, self.on_epoch, self.history = (
+            epochs,
+            progress,
+            on_epoch,
+            history,
+        )
+        self.run = RunPosition(loader_rng=dict(loader.rng.bit_generator.state))
+        self.keeper: Checkpointer | None = None
+        self.every: int | None = None
+        self.classifies = model._classifies()
+        self.interrupt = _DeferredInterrupt()
+
+    def train(self) -> None:
+        """Run to the last epoch; on Ctrl-C at a step boundary save, then raise
+        :class:`TrainingInterrupted`."""
+        if self.keeper is None:
+            while self.run.epoch < self.epochs:
+                self._epoch()
+            return
+        with self.interrupt:
+            try:
+                while self.run.epoch < self.epochs:
+                    self._epoch()
+            except KeyboardInterrupt as stop:
+                if not self.run.consistent or isinstance(stop, TrainingInterrupted):
+                    raise
+                raise TrainingInterrupted(self._save()) from None
+
+    def _save(self) -> Path:
+        assert self.keeper is not None
+        return self.keeper.save(self.run, self.history, len(self.loader))
+
+    def _check_interrupt(self) -> None:
+        if self.interrupt.requested:
+            raise KeyboardInterrupt
+
+    def _epoch(self) -> None:
+        from .model import _count_correct
+
+        run, trainer, batches = self.run, self.trainer, len(self.loader)
+        self.loader.rng.bit_generator.state = run.loader_rng
+        start, seen_before = time.perf_counter(), run.seen
+        for inputs, labels in self.loader.epoch(run.batch):
+            run.consistent = False
+            loss = self.model._step(trainer, inputs, labels)
+            run.loss_sum += loss * len(labels)
+            run.seen += len(labels)
+            if self.classifies:
+                run.correct += _count_correct(trainer.store[trainer.program.output], labels)
+            run.batch += 1
+            run.consistent = True
+            if self.progress is not None:
+                self._report(
+                    run, batches, (run.seen - seen_before) / max(time.perf_counter() - start, 1e-9)
                 )
-                if keeper is not None:
-                    keeper.save(run, history, batches)
-                if on_epoch is not None:
-                    on_epoch(run.epoch - 1, history.latest())
-                if interrupt is not None and interrupt.requested:
-                    raise KeyboardInterrupt
-        except KeyboardInterrupt as stop:
-            if keeper is None or not run.consistent or isinstance(stop, TrainingInterrupted):
-                raise
-            raise TrainingInterrupted(keeper.save(run, history, batches)) from None
-    return history
+            # the last batch's state is saved by the epoch's end, after validation
+            if (
+                self.every is not None
+                and self.model.iteration % self.every == 0
+                and run.batch < batches
+            ):
+                self._save()
+            self._check_interrupt()
+        self._end_epoch()
+
+    def _report(self, run: RunPosition, batches: int, rate: float) -> None:
+        from .model import EpochProgress
+
+        assert self.progress is not None
+        accuracy = run.correct / run.seen if self.classifies else None
+        self.progress(
+            EpochProgress(
+                run.epoch,
+                self.epochs,
+                run.batch - 1,
+                batches,
+                run.loss_sum / run.seen,
+                accuracy,
+                rate,
+            )
+        )
+
+    def _end_epoch(self) -> None:
+        """Validate, record the epoch's metrics and move to the next epoch (the loader's
+        generator now stands where the next epoch's order is drawn)."""
+        run = self.run
+        metrics = {"loss": run.loss_sum / run.seen}
+        if self.classifies:
+            metrics["accuracy"] = run.correct / run.seen
+        if self.valid is not None:
+            for name, value in self.model._evaluate_dataset(self.valid).items():
+                metrics[f"val_{name}"] = value
+        run.consistent = False
+        for name, value in metrics.items():
+            getattr(self.history, name).append(value)
+        self.run = RunPosition(
+            loader_rng=dict(self.loader.rng.bit_generator.state), epoch=run.epoch + 1
+        )
+        if self.keeper is not None:
+            self._save()
+        if self.on_epoch is not None:
+            self.on_epoch(self.run.epoch - 1, self.history.latest())
+        self._check_interrupt()
