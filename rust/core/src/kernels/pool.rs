@@ -51,6 +51,13 @@ impl Pool2dShape {
             ));
         }
         let [h, wd] = w.input;
+        if h == 0 || wd == 0 {
+            return Err(invalid(
+                op,
+                "input",
+                format!("{:?} is an empty map", w.input),
+            ));
+        }
         elements(op, &[self.batch, self.channels, h, wd])?;
         elements(op, &[self.batch, self.channels, out[0], out[1]])?;
         check_len(op, "x", [self.batch, self.channels, h, wd], x_len)?;
