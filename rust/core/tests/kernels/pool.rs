@@ -148,6 +148,17 @@ fn pooling_refuses_padding_as_wide_as_the_window() {
         err.to_string().contains("smaller than the pool size"),
         "{err}"
     );
+    let empty = Window2d {
+        padding: Padding::uniform(1),
+        ..Window2d::new([0, 3], [2, 2])
+    };
+    let s = Pool2dShape {
+        batch: 1,
+        channels: 1,
+        window: empty,
+    };
+    let err = pool::max_forward(&s, &[], &mut [0.0; 4], &mut [0; 4]).unwrap_err();
+    assert!(err.to_string().contains("empty map"), "{err}");
 }
 
 #[test]
