@@ -253,3 +253,17 @@ def test_plan_command_compares_the_arena_with_and_without_freezing(
     assert cli.main(["plan", str(tmp_path / "frozen.ini"), "--json", "-", "--batch-size", "8"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["arena_bytes"], data["unfrozen_arena_bytes"]) == (frozen_bytes, full_bytes)
+
+
+# -- the tutorial ------------------------------------------------------------------------------
+
+
+def test_transfer_learning_tutorial_runs(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    from doctest_blocks import run_markdown
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "tutorials"
+    seen = run_markdown(docs / "transfer-learning.md", tmp_path)
+    assert seen["frozen_arena"] < seen["full_arena"]
+    assert seen["head_only"] > 0.8 and seen["everything"] > 0.8
+    assert (tmp_path / "frozen.ini").read_text().count("trainable = false") == 5

@@ -4,6 +4,7 @@ against a direct computation and on separable synthetic classes."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -355,3 +356,18 @@ def test_both_classifiers_take_images_through_the_extractor() -> None:
         clf.fit(IMAGES, labels)
         assert clf.predict(IMAGES).shape == (13,)
         assert 0.0 <= clf.score(IMAGES, labels) <= 1.0
+
+
+# -- the tutorial ------------------------------------------------------------------------------
+
+
+def test_few_shot_tutorial_runs(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    from doctest_blocks import run_markdown
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "tutorials"
+    seen = run_markdown(docs / "few-shot.md", tmp_path)
+    assert seen["ncm"].classes_.tolist() == list(range(10))
+    x_test, y_test, new = seen["x_test"], seen["y_test"], seen["new"]
+    assert seen["ncm"].score(x_test[new], y_test[new]) > 0.6
+    assert seen["head"].score(x_test, y_test) > seen["before"] + 0.08
