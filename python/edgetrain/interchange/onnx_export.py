@@ -69,6 +69,8 @@ class _Writer:
         self.initializers: list[onnx.TensorProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []
         self.values: dict[Port, str] = {}
+        #: the activation layer the loss absorbed (its name goes to the exported op)
+        self.fused = _fused_activation(model)
 
     def source(self, node: Node, index: int = 0) -> str:
         return self.values[node.inputs[index]]
@@ -219,12 +221,34 @@ def _multiout(w: _Writer, node: Node) -> None:
 
 
 def _loss(w: _Writer, node: Node) -> None:
-    if isinstance(node.layer, SoftmaxCrossEntropy):
-        w.emit(node, "Softmax", [w.source(node)], axis=-1)
-    elif isinstance(node.layer, SigmoidCrossEntropy):
-        w.emit(node, "Sigmoid", [w.source(node)])
+    """What ``predict`` applies after the last layer: softmax or sigmoid under the cross
+    entropies (named after the activation the loss absorbed), nothing under MSE."""
+    if isinstance(node.layer, (SoftmaxCrossEntropy, SigmoidCrossEntropy)):
+        softmax = isinstance(node.layer, SoftmaxCrossEntropy)
+        name = w.fused or _free_name(w.graph, "softmax" if softmax else "sigmoid")
+        if softmax:
+            w.emit(node, "Softmax", [w.source(node)], name, axis=-1)
+        else:
+            w.emit(node, "Sigmoid", [w.source(node)], name)
     else:
         w.values[Port(node.name, 0)] = w.source(node)
+
+
+def _fused_activation(model: Model) -> str | None:
+    """The name of the model's last layer when the graph folded it into the loss."""
+    last = model.layers[-1] if model.layers else None
+    in_graph = {node.name for node in model.graph.nodes}
+    if isinstance(last, Activation) and last.name is not None and last.name not in in_graph:
+        return last.name
+    return None
+
+
+def _free_name(graph: Any, base: str) -> str:
+    taken = {node.name for node in graph.nodes}
+    name = base
+    while name in taken:
+        name = "_" + name
+    return name
 
 
 def _input(w: _Writer, node: Node) -> None:
