@@ -599,3 +599,16 @@ def test_cli_resume_reports_the_checkpoint_and_a_fallback(
     code, _, err = cli(capsys, *argv, "--epochs", "2")
     assert code == 2
     assert "holds checkpoints of an earlier run" in err
+
+
+def test_tutorial_runs(tmp_path: Path) -> None:
+    from doctest_blocks import run_markdown
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "tutorials"
+    seen = run_markdown(docs / "checkpoints.md", tmp_path)
+    assert [w.category for w in seen["caught"]] == [CheckpointWarning]
+    assert seen["same"] is True
+    assert seen["saved_at"] == Path("interrupted/checkpoint-000000050.ckpt")
+    assert seen["history"].resumed_from == Path("crash/checkpoint-000000160.ckpt")
+    assert "saved from a different model" in seen["refused"]
+    assert (tmp_path / "crash" / "checkpoint-000000176.ckpt.corrupt").is_file()
