@@ -25,9 +25,12 @@ from .datasets import NAMED_DATASETS, RawFileDataset, load_named
 from .errors import ConfigError, DataError, EdgetrainError, SaveError
 from .freezing import unfrozen_plan
 from .model import Model
-from .planning import PLANNERS
-from .planning.chart import draw_plan
+from .planning import PLANNERS, MemoryPlan
+from .planning.report import format_bytes
+from .planning.swap_report import render_swap
+from .planning.chart import draw_plan, draw_swap
 from .planning.report import plan_json, render_plan
+from .planning.swap import SwapSchedule
 from .progress import MemoryWatch, ProgressBar
 from .training import TrainingInterrupted
 from .weights_io import check_save_path
@@ -129,6 +132,82 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--brief", action="store_true", help="totals only, not every execution order"
     )
+    _swap_arguments(parser, files=False)
+
+
+def _swap_arguments(parser: argparse.ArgumentParser, *, files: bool) -> None:
+    parser.add_argument(
+        "--memory-budget",
+        metavar="SIZE",
+        help="resident memory for the arena (e.g. 32MiB, 1.5GB, bytes): swap tensors to a "
+        "file to fit it (spec/swapping.md)",
+    )
+    parser.add_argument(
+        "--lookahead",
+        type=int,
+        metavar="N",
+        help="read swapped tensors back N orders before their use (default: chosen for the "
+        "budget; the model file's memory_swap_lookahead with memory_swap = true)",
+    )
+    if files:
+        parser.add_argument(
+            "--swap-dir",
+            type=Path,
+            metavar="DIR",
+            help="where the swap file goes (default: the model file's memory_swap_path, else "
+            "the system temp directory)",
+        )
+
+
+def _swap_options(args: argparse.Namespace, model: Model) -> dict[str, object]:
+    """compile() swap keywords from the command line, else the model file's memory_swap
+    keys (its memory_swap_path relative to the model file)."""
+    description = model.description
+    assert description is not None
+    settings = description.swap
+    options: dict[str, object] = {}
+    if args.lookahead is not None and args.lookahead < 0:
+        raise ConfigError(f"--lookahead must be 0 or more, got {args.lookahead}")
+    if args.memory_budget is not None:
+        options["memory_budget"] = args.memory_budget
+    elif settings.enabled:
+        options["swap"] = True
+    lookahead = args.lookahead
+    if lookahead is None and settings.enabled:
+        lookahead = settings.lookahead
+    if lookahead is not None:
+        options["lookahead"] = lookahead
+    swap_dir = getattr(args, "swap_dir", None)
+    if swap_dir is None and (settings.enabled or settings.path != "."):
+        path = Path(settings.path)
+        base = description.source.parent if description.source is not None else Path.cwd()
+        swap_dir = path if path.is_absolute() else base / path
+    if swap_dir is not None:
+        options["swap_dir"] = swap_dir
+    return options
+
+
+def _plan_swap(
+    args: argparse.Namespace, model: Model, memory: MemoryPlan
+) -> tuple[SwapSchedule | None, int | None]:
+    """The schedule ``edgetrain plan`` shows (None without swapping) and the budget."""
+    from .planning.budget import choose_swap, parse_budget
+    from .planning.swap import plan_swap
+
+    options = _swap_options(args, model)
+    if not ({"memory_budget", "swap"} & set(options)):
+        return None, None
+    if args.inference:
+        raise ConfigError("swapping applies to training: drop --inference")
+    lookahead = options.get("lookahead")
+    assert lookahead is None or isinstance(lookahead, int)
+    if "memory_budget" in options:
+        budget = parse_budget(str(options["memory_budget"]))
+        schedule = choose_swap(
+            model.program, budget, planner=args.planner, lookahead=lookahead, plan=memory
+        )
+        return schedule, budget
+    return plan_swap(model.program, None, lookahead=lookahead or 0, planner=args.planner, plan=memory), None
 
 
 @command("plan", "show where every tensor lives in the arena, per execution order", _plan_arguments)
@@ -139,8 +218,12 @@ def plan(args: argparse.Namespace) -> int:
     unfrozen = unfrozen_plan(model, args.planner)
     mode = "inference" if args.inference else "training"
     what = f"{args.model.name}: {mode}, batch size {model.batch_size}"
+    schedule, budget = _plan_swap(args, model, memory)
     if args.chart is not None:
-        draw_plan(memory, args.chart, title=what)
+        if schedule is not None:
+            draw_swap(schedule, args.chart, title=what)
+        else:
+            draw_plan(memory, args.chart, title=what)
     data = plan_json(
         memory,
         unfrozen,
@@ -148,6 +231,8 @@ def plan(args: argparse.Namespace) -> int:
         batch_size=model.batch_size,
         training=not args.inference,
     )
+    if schedule is not None:
+        data["swap"] = {"memory_budget": budget, **schedule.to_json()}
     if args.json is not None and str(args.json) == "-":
         print(json.dumps(data, indent=1))
         return 0
@@ -158,6 +243,10 @@ def plan(args: argparse.Namespace) -> int:
             raise SaveError(f"cannot write {args.json}: {err.strerror or err}") from None
     title = f"memory plan of {what}, {model.dtype}"
     print(render_plan(memory, title=title, orders=not args.brief, unfrozen=unfrozen))
+    if schedule is not None:
+        print("\n" + render_swap(schedule, budget=budget, orders=not args.brief))
+    elif budget is not None or args.memory_budget is not None:
+        print(f"\nthe plan fits the memory budget of {args.memory_budget}: nothing to swap")
     return 0
 
 
@@ -209,11 +298,19 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue from the newest intact checkpoint in --checkpoint DIR, ending with "
         "the weights an uninterrupted run would have (a fresh start when DIR has none)",
     )
+    _swap_arguments(parser, files=True)
 
 
 @command("train", "train a model file on data, report accuracy and memory, save weights", _train_arguments)
 def train(args: argparse.Namespace) -> int:
-    setup = open_model_file(args.model, batch_size=args.batch_size, seed=args.seed, training=True)
+    setup = open_model_file(
+        args.model, batch_size=args.batch_size, seed=args.seed, training=True, swap_args=args
+    )
+    with setup.model:
+        return _train(args, setup)
+
+
+def _train(args: argparse.Namespace, setup: ModelFileSetup) -> int:
     save = args.save if args.save is not None else setup.save_path
     if save is not None:
         check_save_path(save)
@@ -285,6 +382,14 @@ def train(args: argparse.Namespace) -> int:
     if test_data is not None:
         print(f"test ({len(test_data)} samples): {_metrics(model.evaluate(test_data))}")
     print(watch.report())
+    schedule, traffic = model.swap_schedule, model.swap_traffic
+    if schedule is not None and traffic is not None:
+        print(
+            f"swap: resident arena {format_bytes(schedule.resident_bytes)} planned (without "
+            f"swap {format_bytes(schedule.plan.arena_bytes)}); per iteration "
+            f"{format_bytes(traffic.last_written)} written, {format_bytes(traffic.last_read)} "
+            f"read; swap file {format_bytes(schedule.swap_file_bytes)}"
+        )
     if save is not None:
         model.save(save)
         print(f"saved weights to {save}")
@@ -447,18 +552,26 @@ class ModelFileSetup:
 
 
 def open_model_file(
-    path: Path, *, batch_size: int | None = None, seed: int = 0, training: bool = False
+    path: Path,
+    *,
+    batch_size: int | None = None,
+    seed: int = 0,
+    training: bool = False,
+    swap_args: argparse.Namespace | None = None,
 ) -> ModelFileSetup:
-    """Read a model file and compile it (for training when ``training``)."""
+    """Read a model file and compile it (for training when ``training``; swapping as
+    ``swap_args`` and the model file's memory_swap keys say when given)."""
     model = Model.from_ini(path)
     description = model.description
     assert description is not None
     if training and description.optimizer is None:
         raise ConfigError(f"{path}: training needs an optimizer: add an [Optimizer] section")
+    swap = _swap_options(swap_args, model) if swap_args is not None else {}
     model.compile(
         description.optimizer if training else None,
         batch_size=batch_size or description.batch_size,
         seed=seed,
+        **swap,  # type: ignore[arg-type]
     )
     data = description.data
     return ModelFileSetup(

@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..tensors import TensorKind
 from .plan import MemoryPlan
 from .report import KIND_LABELS, format_bytes
+from .swap import Exit, SwapSchedule
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -212,3 +213,97 @@ def _label_phases(ax: Axes, plan: MemoryPlan) -> None:
             va="bottom",
             fontsize="small",
         )
+
+
+# -- swap schedules --------------------------------------------------------------------
+
+
+def swap_figure(schedule: SwapSchedule, *, title: str | None = None) -> Figure:
+    """A figure of the resident arena of a swap schedule: unswapped buffers as in
+    :func:`plan_figure`, each resident segment of a swapped buffer hatched, with a
+    triangle where it is read in (up, before its first order) and written out (down,
+    after its last); below, the resident bytes at each order against the plan without
+    swapping."""
+    figure_class = _matplotlib_figure()
+    plan = schedule.plan
+    orders = len(plan.steps)
+    figure = figure_class(figsize=(min(18.0, max(10.0, orders / 14)), 7.5), layout="constrained")
+    arena_ax, live_ax = figure.subplots(2, 1, sharex=True, height_ratios=(4, 1))
+    unit, unit_name = _byte_unit(max(schedule.resident_bytes, 1))
+    for ax in (arena_ax, live_ax):
+        _draw_phases(ax, plan)
+    boxes: dict[TensorKind, list[tuple[float, float, float, float, bool]]] = {}
+    for name, offset in schedule.resident_offsets.items():
+        b = plan.buffers[name]
+        boxes.setdefault(b.kind, []).append((b.first - 0.5, b.last - b.first + 1, offset, b.size, False))
+    ins: list[tuple[float, float]] = []
+    outs: list[tuple[float, float]] = []
+    for name, segments in schedule.segments.items():
+        kind = plan.buffers[name].kind
+        for s in segments:
+            boxes.setdefault(kind, []).append((s.start - 0.5, s.end - s.start + 1, s.offset, s.size, True))
+            middle = (s.offset + s.size / 2) / unit
+            if s.read_in:
+                ins.append((s.start - 0.5, middle))
+            if s.exit is Exit.WRITE:
+                outs.append((s.end + 0.5, middle))
+    edge = 0.6 if sum(len(v) for v in boxes.values()) < 80 else 0.25
+    for kind, colour in KIND_COLOURS.items():
+        for swapped in (False, True):
+            members = [box for box in boxes.get(kind, []) if box[4] is swapped]
+            if not members:
+                continue
+            arena_ax.bar(
+                [m[0] for m in members],
+                [m[3] / unit for m in members],
+                width=[m[1] for m in members],
+                bottom=[m[2] / unit for m in members],
+                align="edge",
+                color=colour,
+                edgecolor="white",
+                linewidth=edge,
+                hatch="////" if swapped else None,
+                alpha=0.75 if swapped else 1.0,
+                label=f"{KIND_LABELS[kind]}{' (swapped)' if swapped else ''}",
+                zorder=2,
+            )
+    if ins:
+        arena_ax.scatter(*zip(*ins), marker="^", s=14, color="black", label="read in", zorder=5)
+    if outs:
+        arena_ax.scatter(*zip(*outs), marker="v", s=14, color="0.35", label="written out", zorder=5)
+    arena_ax.axhline(
+        schedule.resident_bytes / unit, color="black", linewidth=1.0, label="resident arena", zorder=3
+    )
+    resident = [o.resident_bytes / unit for o in schedule.orders]
+    live_ax.fill_between(range(orders), resident, step="mid", color="0.55", label="resident", zorder=2)
+    live_ax.step(
+        range(orders), [b / unit for b in plan.live_bytes], where="mid", color="black",
+        linestyle="--", linewidth=0.8, label="alive without swap", zorder=3,
+    )  # fmt: skip
+    _label_phases(arena_ax, plan)
+    top = max(schedule.resident_bytes, 1) / unit * 1.04
+    arena_ax.set_xlim(-0.5, orders - 0.5)
+    arena_ax.set_ylim(0, top)
+    live_ax.set_ylim(0, max(plan.lower_bound_bytes, schedule.resident_bytes, 1) / unit * 1.04)
+    arena_ax.set_ylabel(f"byte offset in the resident arena ({unit_name})")
+    live_ax.set_ylabel(f"bytes ({unit_name})")
+    live_ax.set_xlabel("execution order")
+    arena_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    live_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    heading = (
+        f"swap, lookahead {schedule.lookahead}: resident {format_bytes(schedule.resident_bytes)} "
+        f"(without swap {format_bytes(plan.arena_bytes)}), {len(schedule.swapped)} buffers swapped, "
+        f"{format_bytes(schedule.bytes_written)} written and {format_bytes(schedule.bytes_read)} "
+        "read per iteration"
+    )
+    arena_ax.set_title(f"{title}\n{heading}" if title else heading, fontsize="medium", pad=16)
+    return figure
+
+
+def draw_swap(schedule: SwapSchedule, path: str | os.PathLike[str], *, title: str | None = None) -> None:
+    """Write the chart of a swap schedule to ``path`` (format from the suffix)."""
+    figure = swap_figure(schedule, title=title)
+    try:
+        figure.savefig(os.fspath(path), dpi=150)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot write the chart to {os.fspath(path)}: {err}") from None
