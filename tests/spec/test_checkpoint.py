@@ -184,8 +184,17 @@ def test_every_part_of_the_state_matters(tmp_path: Path, part: str) -> None:
     )
 
 
-@pytest.mark.parametrize("compile_args", [{"planner": None}, {"debug_poison": True}])
-def test_resume_with_heap_store_or_poisoned_arena(
+@pytest.mark.parametrize(
+    "compile_args",
+    [
+        {"planner": None},
+        {"debug_poison": True},
+        {"swap": True},
+        {"swap": True, "debug_poison": True},
+    ],
+    ids=["heap", "poisoned-arena", "swapped", "swapped-poisoned"],
+)
+def test_resume_with_heap_store_poisoned_arena_or_swapping(
     tmp_path: Path, compile_args: dict[str, Any]
 ) -> None:
     make = maker("adam+cosine", **compile_args)
@@ -197,6 +206,7 @@ def test_resume_with_heap_store_or_poisoned_arena(
     resumed = make()
     resumed.fit(X, Y, **FIT, checkpoint=tmp_path, resume=True)
     assert_same_weights(reference, resumed)
+    assert_same_optimizer_state(reference, resumed)
 
 
 def test_without_shuffling_and_with_validation_data(tmp_path: Path) -> None:
