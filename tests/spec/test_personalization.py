@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from edgetrain import ConfigError, DataError, Model, StateError
+from edgetrain import ConfigError, DataError, Model, ModelFileError, StateError
 from edgetrain import layers as L
 from edgetrain import optimizers as O
 from edgetrain.personalization import (
     FeatureExtractor,
+    FewShotClassifier,
     FinetunedHead,
     NearestCentroid,
     backbone_layers,
@@ -371,3 +372,66 @@ def test_few_shot_tutorial_runs(tmp_path: Path) -> None:
     x_test, y_test, new = seen["x_test"], seen["y_test"], seen["new"]
     assert seen["ncm"].score(x_test[new], y_test[new]) > 0.6
     assert seen["head"].score(x_test, y_test) > seen["before"] + 0.08
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def test_nearest_centroid_round_trips_and_keeps_learning(tmp_path: Path) -> None:
+    clf = NearestCentroid(temperature=0.5).fit_base(*BASE).fit(*SUPPORT)
+    clf.save(tmp_path / "ncm.npz")
+    again = FewShotClassifier.load(tmp_path / "ncm.npz")
+    assert isinstance(again, NearestCentroid) and again.temperature == 0.5
+    query = TEST_NEW[0]
+    np.testing.assert_array_equal(again.predict_proba(query), clf.predict_proba(query))
+    assert again.classes_.tolist() == clf.classes_.tolist() and again.mean_from == "base"
+    more = samples([4], 5, seed=9)
+    clf.fit(*more)
+    again.fit(*more)
+    np.testing.assert_array_equal(again.centroids_, clf.centroids_)  # type: ignore[arg-type]
+
+
+def test_fine_tuned_head_round_trips_and_keeps_learning_identically(tmp_path: Path) -> None:
+    head = FinetunedHead(epochs=3, base_epochs=2, exemplars_per_class=5, seed=4)
+    head.fit_base(*BASE).fit(*SUPPORT)
+    head.save(tmp_path / "head.npz")
+    again = FinetunedHead.load(tmp_path / "head.npz")
+    assert isinstance(again, FinetunedHead) and again.epochs == 3 and again.seed == 4
+    np.testing.assert_array_equal(
+        again.predict_proba(TEST_BASE[0]), head.predict_proba(TEST_BASE[0])
+    )
+    more = samples([5], 5, seed=10)
+    head.fit(*more)
+    again.fit(*more)
+    np.testing.assert_array_equal(again.weight_, head.weight_)  # type: ignore[arg-type]
+
+
+def test_string_labels_and_a_backbone_survive_a_file(tmp_path: Path) -> None:
+    model = backbone()
+    extractor = FeatureExtractor(model, "flat", batch_size=4)
+    labels = np.array(["a", "b"] * 6 + ["a"])
+    clf = NearestCentroid(extractor).fit(IMAGES, labels)
+    clf.save(tmp_path / "c.npz")
+    again = NearestCentroid.load(tmp_path / "c.npz", extractor)
+    assert again.predict(IMAGES).tolist() == clf.predict(IMAGES).tolist()
+    with pytest.raises(ModelFileError, match="fitted on 36 features, the extractor gives 8"):
+        NearestCentroid.load(tmp_path / "c.npz", FeatureExtractor(model, "fc1"))
+
+
+def test_bad_classifier_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="not fitted"):
+        NearestCentroid().save(tmp_path / "x.npz")
+    FinetunedHead(epochs=1).fit(*SUPPORT).save(tmp_path / "head.npz")
+    with pytest.raises(ModelFileError, match="kind 'finetuned_head', not 'nearest_centroid'"):
+        NearestCentroid.load(tmp_path / "head.npz")
+    np.savez(tmp_path / "weights.npz", w=np.zeros(3))
+    with pytest.raises(ModelFileError, match="weights.npz: is not a few-shot classifier file"):
+        FewShotClassifier.load(tmp_path / "weights.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelFileError, match="not a readable"):
+        FewShotClassifier.load(tmp_path / "junk.npz")
+    with np.load(tmp_path / "head.npz") as archive:
+        arrays = {k: archive[k] for k in archive.files if k != "weight"}
+    np.savez(tmp_path / "cut.npz", **arrays)
+    with pytest.raises(ModelFileError, match=r"missing the arrays \['weight'\]"):
+        FewShotClassifier.load(tmp_path / "cut.npz")

@@ -3,7 +3,8 @@
 ``FeatureExtractor(model, "layer")`` cuts a trained model at a layer; ``NearestCentroid``
 (SimpleShot) and ``FinetunedHead`` (a softmax head trained by edgetrain) learn a user's
 new classes from a handful of examples on top of it, keeping the base classes, with the
-same ``fit_base``/``fit``/``predict``/``predict_proba``/``score`` interface.
+same ``fit_base``/``fit``/``predict``/``predict_proba``/``score``/``save``/``load``
+interface.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What every few-shot classifier shares: the label bookkeeping, the feature vectors and
-their SimpleShot normalisation (``spec/personalization.md``, sections 3 and 4).
+their SimpleShot normalisation (``spec/personalization.md``, sections 3 and 6).
 
 A classifier knows *base* classes (``fit_base``: plenty of data, typically the classes
 the backbone was trained on; optional) and *new* classes (``fit``: a handful of examples
@@ -12,14 +12,16 @@ classifier predicts base and new classes together. Labels are ints or strings;
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import DataError, StateError
+from ..errors import ConfigError, DataError, ModelFileError, StateError
 from .features import FeatureExtractor
+from .storage import read_state, required, write_state
 
 Array = NDArray[Any]
 
@@ -36,8 +38,16 @@ def centred_unit(features: Array, mean: Array) -> Array:
 
 class FewShotClassifier(abc.ABC):
     """``fit_base`` (optional, once, first), then ``fit`` any number of times; ``predict``,
-    ``predict_proba`` and ``score`` as in scikit-learn. With ``extractor=None`` the inputs
-    are feature vectors ``(n, dim)`` already."""
+    ``predict_proba`` and ``score`` as in scikit-learn; ``save`` and ``load``. With
+    ``extractor=None`` the inputs are feature vectors ``(n, dim)`` already."""
+
+    #: the name a saved file gives this kind of classifier
+    kind: ClassVar[str]
+    _kinds: ClassVar[dict[str, type[FewShotClassifier]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        FewShotClassifier._kinds[cls.kind] = cls
 
     def __init__(self, extractor: FeatureExtractor | None = None) -> None:
         self.extractor = extractor
@@ -141,6 +151,75 @@ class FewShotClassifier(abc.ABC):
     def support(self) -> tuple[Array, Array]:
         """Every support example seen by ``fit`` (raw features) and its class index."""
         return np.concatenate(self._support), np.concatenate(self._support_classes)
+
+    # -- files ---------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write everything learnt (not the backbone) to ``path`` (``.npz``), atomically."""
+        if self.mean_ is None:
+            raise StateError("nothing to save: the classifier is not fitted yet")
+        if self._support:
+            features, ids = self.support()
+        else:
+            features = np.empty((0, self.mean_.shape[0]), dtype=self.mean_.dtype)
+            ids = np.empty(0, dtype=np.int64)
+        arrays = {
+            "classes": self.classes_,
+            "mean": self.mean_,
+            "mean_from": np.array(self.mean_from),
+            "support": features,
+            "support_classes": ids,
+            **self._state(),
+        }
+        write_state(path, self.kind, self._settings(), arrays)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], extractor: FeatureExtractor | None = None
+    ) -> FewShotClassifier:
+        """A classifier saved by :meth:`save`, over ``extractor`` (the same backbone it was
+        fitted with; its feature length is checked). ``FewShotClassifier.load`` gives
+        whichever kind the file holds; ``NearestCentroid.load`` insists on its own."""
+        kind, settings, arrays = read_state(path)
+        target = FewShotClassifier._kinds.get(kind)
+        if target is None or not issubclass(target, cls):
+            raise ModelFileError(
+                f"holds a classifier of kind {kind!r}, not {getattr(cls, 'kind', 'any known')!r}",
+                path=str(path),
+            )
+        required(arrays, ("classes", "mean", "mean_from", "support", "support_classes"), path)
+        try:
+            classifier = target(extractor, **settings)
+        except (TypeError, ConfigError) as err:
+            raise ModelFileError(
+                f"has unusable settings {settings} ({err})", path=str(path)
+            ) from None
+        mean = arrays["mean"]
+        if extractor is not None and extractor.dim != mean.shape[0]:
+            raise ModelFileError(
+                f"was fitted on {mean.shape[0]} features, the extractor gives {extractor.dim}",
+                path=str(path),
+            )
+        classifier._labels = arrays["classes"].tolist()
+        classifier.mean_ = mean
+        classifier.mean_from = str(arrays["mean_from"])
+        if len(arrays["support"]):
+            classifier._support = [arrays["support"]]
+            classifier._support_classes = [arrays["support_classes"].astype(np.int64)]
+        classifier._restore(arrays, path)
+        return classifier
+
+    @abc.abstractmethod
+    def _settings(self) -> dict[str, Any]:
+        """The constructor's keyword arguments (JSON values), to rebuild the classifier."""
+
+    @abc.abstractmethod
+    def _state(self) -> dict[str, Array]:
+        """The kind's own learnt arrays, by name."""
+
+    @abc.abstractmethod
+    def _restore(self, arrays: dict[str, Array], path: str | os.PathLike[str]) -> None:
+        """Take back what :meth:`_state` gave (``required`` refuses missing arrays)."""
 
     def stored_bytes(self) -> dict[str, int]:
         """What the classifier keeps between calls, in bytes, by what it is (the

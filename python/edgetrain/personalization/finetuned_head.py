@@ -1,5 +1,5 @@
 """A softmax head trained by edgetrain on a frozen backbone's features
-(``spec/personalization.md``, section 4).
+(``spec/personalization.md``, section 5).
 
 The backbone runs once per example (inference, no derivatives); only a FullyConnected
 layer ``dim -> n_classes`` trains, so the personalization step's memory is the head's
@@ -12,6 +12,8 @@ forgotten.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +28,7 @@ from ..optimizers import Adam
 from ..planning import MemoryPlan
 from .classifier import FewShotClassifier
 from .features import FeatureExtractor
+from .storage import required
 
 Array = NDArray[Any]
 
@@ -89,6 +92,8 @@ class FinetunedHead(FewShotClassifier):
     ``epochs`` passes over the exemplars and every support example so far, each class
     resampled to the size of the largest. ``training_plan`` is the memory plan of the
     last training run (the head's arena: weights, gradients, Adam state, one batch)."""
+
+    kind = "finetuned_head"
 
     def __init__(
         self,
@@ -182,6 +187,40 @@ class FinetunedHead(FewShotClassifier):
             parts.insert(0, self._exemplars)
             ids = np.concatenate([self._exemplar_classes, ids])
         self._train(parts, ids, self.epochs)
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "base_epochs": self.base_epochs,
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+            "exemplars_per_class": self.exemplars_per_class,
+            "seed": self.seed,
+        }
+
+    def _state(self) -> dict[str, Array]:
+        assert self.weight_ is not None and self.bias_ is not None
+        state = {
+            "weight": self.weight_,
+            "bias": self.bias_,
+            "rng_state": np.array(json.dumps(self._rng.bit_generator.state)),
+        }
+        if self._exemplars is not None and self._exemplar_classes is not None:
+            state |= {"exemplars": self._exemplars, "exemplar_classes": self._exemplar_classes}
+        return state
+
+    def _restore(self, arrays: dict[str, Array], path: str | os.PathLike[str]) -> None:
+        required(arrays, ("weight", "bias", "rng_state"), path)
+        self.weight_, self.bias_ = arrays["weight"], arrays["bias"]
+        self._rng.bit_generator.state = json.loads(str(arrays["rng_state"]))
+        if "exemplars" in arrays:
+            required(arrays, ("exemplar_classes",), path)
+            self._exemplars = arrays["exemplars"]
+            self._exemplar_classes = arrays["exemplar_classes"].astype(np.int64)
+        head = self._head(self.weight_.shape[0])
+        head.compile(None, batch_size=self.batch_size, seed=self.seed, dtype=self.weight_.dtype)
+        head.set_weights({"classes:weight": self.weight_, "classes:bias": self.bias_})
+        self.head = head
 
     def stored_bytes(self) -> dict[str, int]:
         stored = super().stored_bytes()

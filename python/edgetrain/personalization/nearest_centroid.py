@@ -1,6 +1,6 @@
 """Nearest-centroid few-shot classifier on a frozen backbone: SimpleShot (Wang et al.,
 2019, "SimpleShot: Revisiting Nearest-Neighbor Classification for Few-Shot Learning")
-with base classes kept as centroids (``spec/personalization.md``, section 3).
+with base classes kept as centroids (``spec/personalization.md``, section 4).
 
 No training, no gradients: learning a class is averaging a few normalised feature
 vectors, so personalization costs one backbone forward per example and ``dim`` floats
@@ -9,6 +9,7 @@ per class.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from numpy.typing import NDArray
 from ..errors import ConfigError
 from .classifier import FewShotClassifier
 from .features import FeatureExtractor
+from .storage import required
 
 Array = NDArray[Any]
 
@@ -32,6 +34,8 @@ class NearestCentroid(FewShotClassifier):
     features, which stay valid because their mean is the fixed centring mean; support
     examples are kept raw, so that without base classes they can be re-embedded when the
     support mean moves."""
+
+    kind = "nearest_centroid"
 
     def __init__(
         self, extractor: FeatureExtractor | None = None, *, temperature: float = 0.1
@@ -64,6 +68,23 @@ class NearestCentroid(FewShotClassifier):
         np.add.at(sums, ids, embedded)
         counts += np.bincount(ids, minlength=self.n_classes)
         self.centroids_ = (sums / counts[:, None]).astype(embedded.dtype)
+
+    def _settings(self) -> dict[str, Any]:
+        return {"temperature": self.temperature}
+
+    def _state(self) -> dict[str, Array]:
+        assert self.centroids_ is not None
+        state = {"centroids": self.centroids_}
+        if self._base_sum is not None and self._base_count is not None:
+            state |= {"base_sum": self._base_sum, "base_count": self._base_count}
+        return state
+
+    def _restore(self, arrays: dict[str, Array], path: str | os.PathLike[str]) -> None:
+        required(arrays, ("centroids",), path)
+        self.centroids_ = arrays["centroids"]
+        if "base_sum" in arrays:
+            required(arrays, ("base_count",), path)
+            self._base_sum, self._base_count = arrays["base_sum"], arrays["base_count"]
 
     def stored_bytes(self) -> dict[str, int]:
         stored = super().stored_bytes()
