@@ -52,13 +52,17 @@ class Builder:
         self.nodes.append(helper.make_node("Constant", [], [out], name=name, value=tensor))
         return out
 
-    def flatten_chain(self, x: str, prefix: str = "") -> str:
-        """``x.view(x.size(0), -1)`` as torch.onnx exports it."""
+    def flatten_chain(self, x: str, prefix: str = "", opset: int = OPSET) -> str:
+        """``x.view(x.size(0), -1)`` as torch.onnx exports it (``Unsqueeze`` takes its
+        axes as an input from opset 13, as an attribute before)."""
         shape = self.node("Shape", [x], f"{prefix}/Shape")
         index = self.constant_node(f"{prefix}/Constant", np.array(0, dtype=np.int64))
         batch = self.node("Gather", [shape, index], f"{prefix}/Gather", axis=0)
-        axes = self.constant_node(f"{prefix}/Constant_1", np.array([0], dtype=np.int64))
-        batch1 = self.node("Unsqueeze", [batch, axes], f"{prefix}/Unsqueeze")
+        if opset >= 13:
+            axes = self.constant_node(f"{prefix}/Constant_1", np.array([0], dtype=np.int64))
+            batch1 = self.node("Unsqueeze", [batch, axes], f"{prefix}/Unsqueeze")
+        else:
+            batch1 = self.node("Unsqueeze", [batch], f"{prefix}/Unsqueeze", axes=[0])
         minus1 = self.constant_node(f"{prefix}/Constant_2", np.array([-1], dtype=np.int64))
         target = self.node("Concat", [batch1, minus1], f"{prefix}/Concat", axis=0)
         return self.node("Reshape", [x, target], f"{prefix}/Reshape")
@@ -131,7 +135,7 @@ def mlp_matmul(path: Path) -> Path:
     return b.save(path, {"input": [BATCH, 3, 8]}, out, 3)
 
 
-def lenet(path: Path, *, batch: int | str = BATCH, softmax: bool = True) -> Path:
+def lenet(path: Path, *, batch: int | str = BATCH, softmax: bool = True, opset: int = OPSET) -> Path:
     """LeNet-5 style on 1x16x16: conv-relu-maxpool twice, the flatten shape chain, three
     Linear layers."""
     b = Builder(3)
@@ -141,13 +145,13 @@ def lenet(path: Path, *, batch: int | str = BATCH, softmax: bool = True) -> Path
     h = b.conv(h, "conv2", 6, 16, 5)
     h = b.node("Relu", [h], "/relu2/Relu")
     h = b.node("MaxPool", [h], "/pool2/MaxPool", ceil_mode=0, kernel_shape=[2, 2], pads=[0, 0, 0, 0], strides=[2, 2])
-    h = b.flatten_chain(h)
+    h = b.flatten_chain(h, opset=opset)
     h = b.node("Relu", [b.gemm(h, "fc1", 64, 32)], "/relu3/Relu")
     h = b.node("Relu", [b.gemm(h, "fc2", 32, 16)], "/relu4/Relu")
     out = b.gemm(h, "fc3", 16, 10)
     if softmax:
         out = b.node("Softmax", [out], "/softmax/Softmax", axis=1)
-    return b.save(path, {"input": [batch, 1, 16, 16]}, out, 2)
+    return b.save(path, {"input": [batch, 1, 16, 16]}, out, 2, opset=opset)
 
 
 def resnet_block(path: Path) -> Path:

@@ -262,3 +262,123 @@ def test_layers_that_do_not_reach_the_output_are_left_out(tmp_path: Path) -> Non
     path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4]}, out, 2)
     model = Model.from_onnx(path)
     assert [layer.name for layer in model.layers] == ["input", "relu_Relu"]
+
+
+# -- exporter variants ---------------------------------------------------------------------------
+
+
+def test_an_opset_11_export_imports(tmp_path: Path) -> None:
+    """Older exporters: Unsqueeze axes as an attribute, Softmax over axis 1 of a matrix."""
+    path = M.lenet(tmp_path / "m.onnx", opset=11)
+    assert onnx.load(str(path)).opset_import[0].version == 11
+    _check_against_reference(path, (1, 16, 16))
+
+
+def test_gemm_without_transpose_and_with_alpha_beta(tmp_path: Path) -> None:
+    b = M.Builder(6)
+    w = b.weight("dense.weight", (5, 3))  # (in, out): transB = 0
+    c = b.weight("dense.bias", (1, 3))
+    out = b.node("Gemm", ["input", w, c], "/dense/Gemm", alpha=0.5, beta=2.0)
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 5]}, out, 2)
+    _check_against_reference(path, (5,))
+
+
+@pytest.mark.parametrize("target", [[-1, 24], [0, -1], [0, 4, 6], [2, -1]], ids=str)
+def test_reshape_targets_that_keep_the_batch(tmp_path: Path, target: list[int]) -> None:
+    """``[-1, 24]`` (``x.view(-1, 24)``), 0 copying the batch, and the fixed batch 2."""
+    b = M.Builder()
+    out = b.node("Reshape", ["input", b.const("shape", np.array(target, np.int64))], "/Reshape")
+    out = b.node("Relu", [out], "/Relu")
+    path = b.save(tmp_path / "m.onnx", {"input": [2, 2, 3, 4]}, out, len(target))
+    model = Model.from_onnx(path)
+    x = np.random.default_rng(0).normal(size=(2, 2, 3, 4)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x), M.reference_outputs(path, {"input": x}), rtol=RTOL, atol=ATOL)
+
+
+def test_conv_then_bias_add_and_weights_from_constant_nodes(tmp_path: Path) -> None:
+    """TensorFlow-style exports: a bias-less Conv followed by Add of a (1, C, 1, 1)
+    constant; weights given by Constant nodes rather than initializers."""
+    b = M.Builder(7)
+    w = b.constant_node("/kernel", b.rng.normal(size=(3, 2, 3, 3)).astype(np.float32))
+    h = b.node("Conv", ["input", w], "/conv/Conv", pads=[1, 1, 1, 1])
+    h = b.node("Add", [h, b.constant_node("/bias", b.rng.normal(size=(1, 3, 1, 1)).astype(np.float32))], "/conv/Add")
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 2, 5, 5]}, h, 4)
+    model = _check_against_reference(path, (2, 5, 5))
+    assert [layer.type_name for layer in model.layers] == ["input", "conv2d"]
+
+
+def test_a_bias_add_on_a_value_read_twice_is_refused(tmp_path: Path) -> None:
+    b = M.Builder()
+    h = b.node("MatMul", ["input", b.weight("w", (4, 3))], "/fc/MatMul")
+    biased = b.node("Add", [h, b.weight("bias", (3,))], "/fc/Add")
+    out = b.node("Add", [biased, h], "/skip/Add")
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4]}, out, 2)
+    with pytest.raises(ModelFileError, match=r"node '/fc/Add' \(Add\): adds a constant"):
+        Model.from_onnx(path)
+
+
+def test_two_inputs_sum_of_three_and_initializers_listed_as_inputs(tmp_path: Path) -> None:
+    """Old torch.onnx (keep_initializers_as_inputs=True) lists weights as graph inputs."""
+    b = M.Builder(8)
+    left = b.gemm("left", "a", 3, 4)
+    right = b.gemm("right", "b", 2, 4)
+    joined = b.node("Concat", [left, right], "/Concat", axis=-1)
+    total = b.node("Sum", [left, right, b.node("Tanh", [right], "/Tanh")], "/Sum")
+    out = b.node("Concat", [joined, total], "/Concat_1", axis=1)
+    graph = onnx.helper.make_graph(
+        b.nodes, "two", [
+            helper.make_tensor_value_info("left", TensorProto.FLOAT, [M.BATCH, 3]),
+            helper.make_tensor_value_info("right", TensorProto.FLOAT, [M.BATCH, 2]),
+            *[helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in b.initializers],
+        ],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [M.BATCH, 12])], b.initializers,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.save(proto, str(tmp_path / "m.onnx"))
+    model = Model.from_onnx(tmp_path / "m.onnx")
+    assert [n.name for n in model.graph.input_nodes()] == ["left", "right"]
+    rng = np.random.default_rng(9)
+    xl, xr = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 2)).astype(np.float32)
+    expected = M.reference_outputs(tmp_path / "m.onnx", {"left": xl, "right": xr})
+    np.testing.assert_allclose(model.predict([xl, xr]), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_dynamo_style_patterns(tmp_path: Path) -> None:
+    """torch.onnx.export(dynamo=True) may leave a Transpose of the weight before MatMul,
+    Cast nodes to float, and a MaxPool Indices output nobody reads."""
+    b = M.Builder(10)
+    x = b.node("Cast", ["input"], "/Cast", to=TensorProto.FLOAT)
+    h = b.conv(x, "conv", 2, 3, 3, pads=(1, 1, 1, 1))
+    scale, bias, mean, var = (b.const(f"bn.{n}", v) for n, v in [
+        ("weight", np.full(3, 1.5, np.float32)), ("bias", np.full(3, 0.1, np.float32)),
+        ("running_mean", np.full(3, 0.2, np.float32)), ("running_var", np.full(3, 2.0, np.float32))])
+    h = b.node("BatchNormalization", [h, scale, bias, mean, var], "/bn/BatchNormalization")
+    h = b.node("MaxPool", [h], "/pool/MaxPool", outputs=2, kernel_shape=[2, 2], strides=[2, 2])
+    h = b.node("Flatten", [h], "/Flatten")
+    t = b.node("Transpose", [b.weight("fc.weight", (4, 12))], "/fc/Transpose", perm=[1, 0])
+    h = b.node("MatMul", [h, t], "/fc/MatMul")
+    out = b.node("Add", [h, b.weight("fc.bias", (4,))], "/fc/Add")
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 2, 4, 4]}, out, 2)
+    model = _check_against_reference(path, (2, 4, 4))
+    assert [layer.name for layer in model.layers] == ["input", "conv", "bn", "pool_MaxPool", "Flatten", "fc"]
+
+
+def test_layer_normalization_as_pytorch_exports_it(tmp_path: Path) -> None:
+    b = M.Builder(11)
+    scale = b.const("norm.weight", b.rng.uniform(0.5, 1.5, (3, 4)).astype(np.float32))
+    shift = b.const("norm.bias", b.rng.normal(size=(3, 4)).astype(np.float32))
+    out = b.node("LayerNormalization", ["input", scale, shift], "/norm/LayerNormalization", axis=-2, epsilon=1e-5)
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 2, 3, 4]}, out, 4)
+    model = _check_against_reference(path, (2, 3, 4))
+    norm = model.layers[1]
+    assert isinstance(norm, L.LayerNormalization) and norm.axis == (2, 3)
+
+
+def test_cross_entropy_on_logits_makes_predict_return_probabilities(tmp_path: Path) -> None:
+    path = M.mlp(tmp_path / "m.onnx")
+    model = Model.from_onnx(path, loss="cross_entropy")
+    x = np.random.default_rng(12).normal(size=(3, 8)).astype(np.float32)
+    logits = M.reference_outputs(path, {"input": x})
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(model.predict(x), e / e.sum(axis=1, keepdims=True), rtol=RTOL, atol=ATOL)

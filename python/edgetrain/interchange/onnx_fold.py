@@ -127,6 +127,13 @@ def _reshape(node: NodeProto, inputs: Sequence[Array | None]) -> Array:
     return data.reshape(target)
 
 
+def _transpose(node: NodeProto, inputs: Sequence[Array | None]) -> Array:
+    """A weight transposed by the exporter (``aten::t`` before a ``MatMul``)."""
+    (data,) = _required(inputs, 1)
+    perm = _attribute(node, "perm")
+    return np.transpose(data, None if perm is None else [int(p) for p in perm])
+
+
 def _identity(node: NodeProto, inputs: Sequence[Array | None]) -> Array:
     (data,) = _required(inputs[:1], 1)
     return data
@@ -152,6 +159,7 @@ FOLDERS: dict[str, Callable[[NodeProto, Sequence[Array | None]], Array]] = {
     "Mul": _arithmetic(np.multiply),
     "Div": _arithmetic(_divide),
     "Reshape": _reshape,
+    "Transpose": _transpose,
     "Identity": _identity,
     "Dropout": _identity,
 }

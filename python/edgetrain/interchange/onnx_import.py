@@ -76,6 +76,7 @@ def import_onnx(
     _count_readers(ctx, graph)
     for initializer in graph.initializer:
         ctx.values[initializer.name] = numpy_helper.to_array(initializer)
+        ctx.initializers.add(initializer.name)
     inputs = _add_inputs(ctx, graph, source)
     table = converters(default_opset(proto))
     for index, node in enumerate(graph.node):
@@ -179,6 +180,12 @@ def _convert(ctx: Context, node: NodeProto, index: int, table: dict[str, Any], p
     except (ConfigError, ShapeError) as err:
         raise ModelFileError(f"{where}: cannot be an edgetrain layer: {err}", path=path) from None
     ctx.values[node.output[0]] = value
+    if node.op_type in _KEEPS_ORIGIN and node.input and not isinstance(value, Tensor):
+        ctx.origins[node.output[0]] = ctx.origins.get(node.input[0], node.input[0])
+
+
+#: folded ops whose result is still "that weight" for naming the layer that uses it
+_KEEPS_ORIGIN = frozenset({"Transpose", "Identity", "Cast", "Reshape", "Squeeze", "Unsqueeze"})
 
 
 def _value_of(ctx: Context, node: NodeProto, table: dict[str, Any]) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from onnx import NodeProto, helper
+from onnx import NodeProto, TensorProto, helper
 
 from ..layers import (
     Activation,
@@ -75,6 +75,9 @@ class Context:
         #: how many nodes (and graph outputs) read each value
         self.readers: dict[str, int] = {}
         self.fixed_batch = fixed_batch
+        #: the initializer a folded constant was computed from (a transposed weight)
+        self.origins: dict[str, str] = {}
+        self.initializers: set[str] = set()
         self._names: set[str] = set()
 
     # -- values ------------------------------------------------------------------------
@@ -105,9 +108,12 @@ class Context:
     # -- layers ------------------------------------------------------------------------
 
     def layer_name(self, node: NodeProto, hint: str | None) -> str:
-        """A unique layer name: the weight's name without ``.weight`` (PyTorch's module
-        path), else the node's name, else the op and the layer's index."""
-        for candidate in (hint, node.name):
+        """A unique layer name: the name of the initializer behind the weight ``hint``
+        without ``.weight`` (PyTorch's module path), else the node's name, else the op
+        and the layer's index."""
+        source = self.origins.get(hint, hint) if hint else None
+        weight_name = source if source in self.initializers else None
+        for candidate in (weight_name, node.name):
             if candidate:
                 cleaned = _clean_name(candidate)
                 if cleaned:
@@ -204,7 +210,7 @@ def _gemm(ctx: Context, node: NodeProto) -> Tensor:
     if c is not None:
         weights["bias"] = _as_vector(c, unit, "C") * np.float32(attribute(node, "beta", 1.0))
     layer = FullyConnected(unit=unit, bias=c is not None)
-    return ctx.add(node, layer, [x], weights, hint=node.input[1], bias_from_add=c is None)
+    return ctx.add(node, layer, [x], weights, hint=node.input[1], bias_from_add=True)
 
 
 def _matmul(ctx: Context, node: NodeProto) -> Tensor:
@@ -321,7 +327,7 @@ def _softmax(ctx: Context, node: NodeProto, opset: int) -> Tensor:
 
 
 def _dropout(ctx: Context, node: NodeProto) -> Tensor:
-    if len(node.output) > 1 and node.output[1] and ctx.readers.get(node.output[1], 0):
+    if _extra_outputs_read(ctx, node):
         raise Refused("its mask output is read; edgetrain's dropout keeps the mask to itself")
     ratio = ctx.constant(node, 1, "ratio")
     rate = float(attribute(node, "ratio", 0.5) if ratio is None else ratio.ravel()[0])
@@ -388,14 +394,14 @@ def _conv(ctx: Context, node: NodeProto) -> Tensor:
     layer = Conv2D(
         filters=w.shape[0], kernel_size=kernel, stride=stride, padding=pads, dilation=dilation, bias=b is not None
     )
-    return ctx.add(node, layer, [x], weights, hint=node.input[1], bias_from_add=b is None)
+    return ctx.add(node, layer, [x], weights, hint=node.input[1], bias_from_add=True)
 
 
 def _pool(kind: str) -> Converter:
     def convert(ctx: Context, node: NodeProto) -> Tensor:
         x = _map_input(ctx, node)
-        if kind == "max" and len(node.output) > 1 and node.output[1]:
-            raise Refused("the Indices output is not supported")
+        if _extra_outputs_read(ctx, node):
+            raise Refused("its Indices output is read; edgetrain's max pooling keeps them to itself")
         _only_attributes(node, {"storage_order": 0})
         kernel = _pair(node, "kernel_shape", 0)
         stride, dilation = _pair(node, "strides", 1), _pair(node, "dilations", 1)
@@ -437,7 +443,7 @@ def _global_pool(kind: str) -> Converter:
 
 def _batch_norm(ctx: Context, node: NodeProto) -> Tensor:
     x = ctx.tensor(node, 0)
-    if attribute(node, "training_mode", 0) or sum(1 for o in node.output if o) > 1:
+    if attribute(node, "training_mode", 0) or _extra_outputs_read(ctx, node):
         raise Refused("training-mode batch normalization (running statistics as outputs) is not supported")
     gamma, beta = ctx.weight(node, 1, "scale"), ctx.weight(node, 2, "B")
     mean, var = ctx.weight(node, 3, "input_mean"), ctx.weight(node, 4, "input_var")
@@ -454,7 +460,7 @@ def _batch_norm(ctx: Context, node: NodeProto) -> Tensor:
 
 def _layer_norm(ctx: Context, node: NodeProto) -> Tensor:
     x = ctx.tensor(node, 0)
-    if sum(1 for o in node.output[1:] if o and ctx.readers.get(o, 0)) > 0:
+    if _extra_outputs_read(ctx, node):
         raise Refused("its Mean or InvStdDev output is read; edgetrain's layer normalization keeps them")
     if int(attribute(node, "stash_type", 1)) != 1:
         raise Refused("stash_type other than 1 (float32 statistics) is not supported")
@@ -516,6 +522,20 @@ def _identity(ctx: Context, node: NodeProto) -> Tensor | Array:
     return ctx.values[node.input[0]]
 
 
+def _cast(ctx: Context, node: NodeProto) -> Tensor:
+    """A cast of a run-time tensor to a float type: edgetrain computes in its own float
+    type, so it is the identity."""
+    target = int(attribute(node, "to", 0))
+    if target not in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16):
+        raise Refused(f"casts a tensor to {TensorProto.DataType.Name(target)}: only float tensors are computed")
+    return ctx.tensor(node, 0)
+
+
+def _extra_outputs_read(ctx: Context, node: NodeProto) -> bool:
+    """Whether any output but the first (statistics, indices, masks) is read."""
+    return any(name and ctx.readers.get(name, 0) for name in node.output[1:])
+
+
 def converters(opset: int) -> dict[str, Converter]:
     """The converter of every op edgetrain imports, for a model of ``opset``."""
     return {
@@ -540,6 +560,7 @@ def converters(opset: int) -> dict[str, Converter]:
         "Reshape": _reshape,
         "Dropout": _dropout,
         "Identity": _identity,
+        "Cast": _cast,
     }
 
 
