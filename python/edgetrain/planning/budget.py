@@ -9,9 +9,10 @@ The heuristic (``spec/swapping.md`` §6), per lookahead ``L`` tried:
    memory at ``k``, swap the one moving the fewest bytes per byte-order it frees
    (``moved / (bytes x orders out)``, ties by buffer order).
 2. *Place.* Plan the resident arena with the planner; if fragmentation puts it above the
-   budget, lower the target by the excess and continue step 1.
+   budget, lower the target by the excess and continue step 1. When no buffer left is
+   out at the peak, fall back to swapping every swappable buffer.
 3. *Prune.* Un-swap chosen buffers, the most bytes moved first, while the lower bound
-   still meets the target and the planned arena still fits.
+   still meets the budget and the planned arena still fits.
 
 The lookahead moving the fewest bytes wins (the larger on ties: more time to prefetch).
 """
@@ -116,8 +117,7 @@ def _candidates(program: Program, base: MemoryPlan, lookahead: int) -> list[_Can
         )
         nbytes = buffer_nbytes(base, name)
         moved = nbytes * sum(int(r.read_in) + int(r.exit is Exit.WRITE) for r in runs)
-        if absent:
-            found.append(_Candidate(name, index, buffer.size, moved, absent))
+        found.append(_Candidate(name, index, buffer.size, moved, absent))
     return found
 
 
@@ -163,7 +163,7 @@ def _relieve(
             continue
         order = int(np.argmax(live))
         taken = {c.buffer for c in chosen}
-        options = [c for c in candidates if c.buffer not in taken and c.out_at(order)]
+        options = [c for c in candidates if c.buffer not in taken and c.relief and c.out_at(order)]
         if not options:
             return None
         pick = min(options, key=lambda c: (c.moved / c.relief, c.index))
