@@ -164,3 +164,35 @@ def test_random_schedules_pass_the_checker(model_case: tuple, lookahead: int, rn
     schedule = plan_swap(model.program, chosen, lookahead=lookahead)
     check_swap(model.program, schedule)
     assert set(schedule.swapped) == set(chosen)
+
+
+def test_schedules_reproduce_the_stored_cases() -> None:
+    """tests/data/plans/swap_cases.json (made by make_swap_goldens.py beside it) is what
+    the Rust core must reproduce; the spec must keep producing exactly these schedules."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).parents[1] / "data" / "plans"
+    spec = importlib.util.spec_from_file_location(
+        "make_swap_goldens", folder / "make_swap_goldens.py"
+    )
+    assert spec is not None and spec.loader is not None
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    data = json.loads((folder / "swap_cases.json").read_text())
+    assert len(data["cases"]) >= 10
+    programs = {}
+    for case in data["cases"]:
+        model = case["model"]
+        if model not in programs:
+            programs[model] = maker.training_program(model)
+        program = programs[model]
+        schedule = plan_swap(program, case["swapped"], lookahead=case["lookahead"])
+        assert maker.expected(schedule) == {
+            k: v for k, v in case.items() if k not in ("name", "model", "budget")
+        }, case["name"]
+        if case["budget"] is None:
+            assert case["swapped"] == swap_candidates(schedule.plan, case["lookahead"])
+        else:
+            assert schedule.resident_bytes <= case["budget"]
