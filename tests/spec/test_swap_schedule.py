@@ -13,6 +13,7 @@ from edgetrain import Model
 from edgetrain.errors import ConfigError
 from edgetrain.planning import plan_memory
 from edgetrain.planning.lifetimes import Lifespan
+from edgetrain.planning.budget import choose_swap
 from edgetrain.planning.swap import Exit, plan_swap, split_uses, swap_candidates
 from edgetrain.planning.swap_check import check_swap
 from planning_models import BUILDERS, random_models
@@ -196,3 +197,6 @@ def test_schedules_reproduce_the_stored_cases() -> None:
             assert case["swapped"] == swap_candidates(schedule.plan, case["lookahead"])
         else:
             assert schedule.resident_bytes <= case["budget"]
+            chosen = choose_swap(program, case["budget"], plan=schedule.plan)
+            assert chosen is not None and list(chosen.swapped) == case["swapped"], case["name"]
+            assert chosen.lookahead == case["lookahead"]
