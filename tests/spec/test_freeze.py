@@ -267,3 +267,34 @@ def test_transfer_learning_tutorial_runs(tmp_path: Path) -> None:
     assert seen["frozen_arena"] < seen["full_arena"]
     assert seen["head_only"] > 0.8 and seen["everything"] > 0.8
     assert (tmp_path / "frozen.ini").read_text().count("trainable = false") == 5
+
+
+def test_freezing_in_a_residual_graph_keeps_the_trainable_gradients() -> None:
+    """Fan-out (``a/multiout``) and a merge: freezing the layer that fans out leaves
+    the branches' gradients as they were, and ``a`` gets no backward step at all."""
+
+    def residual() -> Model:
+        return Model(
+            [
+                L.Input(shape=(5,), name="x"),
+                L.FullyConnected(unit=6, name="a", activation="tanh"),
+                L.FullyConnected(unit=6, name="b", activation="tanh"),
+                L.Addition(name="sum", input_layers=["a", "b"]),
+                L.FullyConnected(unit=3, name="out", activation="softmax"),
+            ],
+            loss="cross",
+        )
+
+    x = RNG.normal(size=(4, 5))
+    y = np.array([0, 1, 2, 1])
+    full, part = residual(), residual()
+    part.freeze(["a"])
+    for model in (full, part):
+        model.compile(O.SGD(0.1), batch_size=4, seed=1, planner=None, dtype=np.float64)
+        model.train_step(x, y)
+    assert {s.node for s in part.program.steps if s.kind is not StepKind.FORWARD}.isdisjoint(
+        {"a", "a/activation", "a/multiout"}
+    )
+    for name in ("b:weight:grad", "b:bias:grad", "out:weight:grad"):
+        np.testing.assert_array_equal(part._trainer().store[name], full._trainer().store[name])
+    assert part.plan("greedy_by_size").arena_bytes < full.plan("greedy_by_size").arena_bytes
