@@ -155,8 +155,28 @@ def model_identity(model: Model) -> dict[str, Any]:
     }
 
 
+#: how many samples, evenly spaced, the data fingerprint reads
+FINGERPRINT_SAMPLES = 64
+
+
+def data_fingerprint(data: Dataset) -> str:
+    """16 hex digits of the SHA-256 of up to ``FINGERPRINT_SAMPLES`` evenly spaced samples
+    (every input array and the labels, with their shapes and dtypes): cheap for data
+    of any size, and different for other data with overwhelming likelihood unless it
+    differs only between the samples read."""
+    n = len(data)
+    indices = np.unique(np.linspace(0, n - 1, min(n, FINGERPRINT_SAMPLES)).round().astype(np.int64))
+    inputs, labels = data.take(indices)
+    digest = hashlib.sha256()
+    for array in (*inputs, labels):
+        values = np.ascontiguousarray(array)
+        digest.update(f"{values.dtype.str}{values.shape}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()[:16]
+
+
 def training_settings(
-    model: Model, trainer: Executor, *, shuffle: bool, samples: int, validation: int | None
+    model: Model, trainer: Executor, *, shuffle: bool, train: Dataset, valid: Dataset | None
 ) -> dict[str, Any]:
     """The settings that decide a run's numbers besides the model: resuming with any of
     them changed would not continue the same run, so it is refused."""
@@ -180,8 +200,10 @@ def training_settings(
             "shuffle": shuffle,
             "trained_layers": trained,
             "penalties": penalties,
-            "training_samples": samples,
-            "validation_samples": validation,
+            "training_samples": len(train),
+            "training_data": data_fingerprint(train),
+            "validation_samples": None if valid is None else len(valid),
+            "validation_data": None if valid is None else data_fingerprint(valid),
         }
     )
     return settings
@@ -433,8 +455,8 @@ def fit_loop(
             model,
             trainer,
             shuffle=shuffle,
-            samples=len(train),
-            validation=None if valid is None else len(valid),
+            train=train,
+            valid=valid,
         )
         loop.keeper = Checkpointer(Path(checkpoint), model, trainer, settings, epochs)
         loop.every = checkpoint_every

@@ -462,6 +462,13 @@ def test_other_data_is_refused(tmp_path: Path) -> None:
         )
 
 
+def test_other_data_of_the_same_size_is_refused(tmp_path: Path) -> None:
+    two_checkpoints(tmp_path)
+    changed = X + 1e-3
+    with pytest.raises(CheckpointError, match=r"training_data \"[0-9a-f]{16}\" in the checkpoint"):
+        mlp(OPTIMIZERS["adam+cosine"]()).fit(changed, Y, **FIT, checkpoint=tmp_path, resume=True)
+
+
 def test_a_frozen_layer_is_a_different_run(tmp_path: Path) -> None:
     two_checkpoints(tmp_path)
     model = mlp(OPTIMIZERS["adam+cosine"]())

@@ -81,12 +81,12 @@ def start(argv: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_checkpoints(process: subprocess.Popen[str], directory: Path, count: int) -> None:
-    """Until ``count`` checkpoint saves have happened (or the process ended)."""
+def wait_for_checkpoints(process: subprocess.Popen[str], directory: Path, iteration: int) -> None:
+    """Until a checkpoint of ``iteration`` or later exists (fails if the process ends first)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         files = checkpoint_files(directory)
-        if files and int(files[-1].stem.split("-")[1]) >= count * 7:
+        if files and int(files[-1].stem.split("-")[1]) >= iteration:
             return
         time.sleep(0.005)
     out, err = process.communicate()
@@ -128,7 +128,7 @@ def test_killed_or_interrupted_process_resumes_to_the_same_weights(
             "0.01",
         ]
     )
-    wait_for_checkpoints(process, directory, count=2)
+    wait_for_checkpoints(process, directory, iteration=14)
     assert process.poll() is None, "the run finished before it could be stopped"
     os.kill(process.pid, signum)
     out, err = process.communicate(timeout=60)
@@ -152,16 +152,9 @@ def test_killed_or_interrupted_process_resumes_to_the_same_weights(
 def test_cli_train_interrupted_with_ctrl_c_resumes_to_the_same_weights(tmp_path: Path) -> None:
     ini = ROOT / "examples" / "digits_cnn.ini"
     edgetrain = [sys.executable, "-m", "edgetrain", "train", str(ini), "--data", "digits"]
-    common = ["--epochs", "5", "--seed", "2", "--quiet", "--checkpoint-every", "5"]
+    common = ["--epochs", "3", "--seed", "2", "--quiet"]
     whole = subprocess.run(
-        [
-            *edgetrain,
-            *common,
-            "--checkpoint",
-            str(tmp_path / "a"),
-            "--save",
-            str(tmp_path / "a.npz"),
-        ],
+        [*edgetrain, *common, "--save", str(tmp_path / "a.npz")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -170,9 +163,14 @@ def test_cli_train_interrupted_with_ctrl_c_resumes_to_the_same_weights(tmp_path:
     assert whole.returncode == 0, whole.stderr
 
     directory = tmp_path / "b"
-    argv = [*edgetrain, *common, "--checkpoint", str(directory), "--save", str(tmp_path / "b.npz")]
+    argv = [
+        *edgetrain,
+        *common,
+        *["--checkpoint", str(directory), "--checkpoint-every", "10"],
+        *["--save", str(tmp_path / "b.npz")],
+    ]
     process = start(argv)
-    wait_for_checkpoints(process, directory, count=1)
+    wait_for_checkpoints(process, directory, iteration=10)
     assert process.poll() is None, "the run finished before it could be stopped"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
