@@ -702,15 +702,23 @@ class Model:
         graph = self.graph
         rows = [("layer", "type", "output shape", "params")]
         total = 0
+        frozen: dict[str, int] = {}
         for node in graph.nodes:
             count = sum(int(np.prod(w.shape)) for w in node.setup.weights)
             total += count
+            if count and not node.layer.trainable:
+                frozen[node.name] = count
             shapes = ", ".join(format_shape(s[1:]) for s in node.output_shapes)
             rows.append((node.name, node.layer.type_name, shapes, f"{count:,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "-" * len(lines[0]))
         lines.append(f"total parameters: {total:,}")
+        if frozen:
+            lines.append(
+                f"frozen parameters: {sum(frozen.values()):,} in {', '.join(frozen)} "
+                "(see freeze())"
+            )
         return "\n".join(lines)
 
 

@@ -298,3 +298,11 @@ def test_freezing_in_a_residual_graph_keeps_the_trainable_gradients() -> None:
     for name in ("b:weight:grad", "b:bias:grad", "out:weight:grad"):
         np.testing.assert_array_equal(part._trainer().store[name], full._trainer().store[name])
     assert part.plan("greedy_by_size").arena_bytes < full.plan("greedy_by_size").arena_bytes
+
+
+def test_summary_counts_frozen_parameters() -> None:
+    model = compiled()
+    assert "frozen parameters" not in model.summary()
+    model.freeze(up_to="bn1")
+    # conv1: 4*1*3*3 + 4; bn1: gamma, beta, moving mean and variance of 4 channels
+    assert "frozen parameters: 56 in conv1, bn1 (see freeze())" in model.summary()
