@@ -180,7 +180,7 @@ W = np.ones((4, 2, 3, 3), np.float32)
         ("AveragePool", [1, 2, 6, 6], [], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1},
          r"count_include_pad=1 with padding"),
         ("MaxPool", [1, 2, 6, 6], [], {"kernel_shape": [2, 2], "dilations": [2, 2]}, r"dilations=\[2, 2\]"),
-        ("Softmax", [1, 3, 4, 4], [], {"axis": 1}, r"softmax over axis 1 of a rank-4 tensor"),
+        ("Softmax", [1, 3, 4, 4], [], {"axis": 1}, r"softmax over axis 1 of \(batch, 3, 4, 4\)"),
         ("LeakyRelu", [1, 4], [], {"alpha": 0.2}, r"alpha=0.2"),
         ("Mul", [1, 4], [np.ones(4, np.float32)], {}, r"op Mul is not supported"),
         ("Add", [1, 4], [np.ones(4, np.float32)], {}, r"adds a constant to a value that is not"),

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from onnx import NodeProto, helper
+from onnx import NodeProto, helper, numpy_helper
 
 Array = NDArray[Any]
 
@@ -134,6 +134,16 @@ def _transpose(node: NodeProto, inputs: Sequence[Array | None]) -> Array:
     return np.transpose(data, None if perm is None else [int(p) for p in perm])
 
 
+def _constant_of_shape(node: NodeProto, inputs: Sequence[Array | None]) -> Array:
+    """A tensor of the given shape filled with ``value`` (float32 0 by default)."""
+    (shape,) = _required(inputs, 1)
+    if has_batch(shape):
+        raise FoldError("makes a tensor as large as the batch, which is not known when importing")
+    value = _attribute(node, "value")
+    fill = numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
+    return np.full([int(d) for d in shape.ravel()], fill.ravel()[0], dtype=fill.dtype)
+
+
 def _identity(node: NodeProto, inputs: Sequence[Array | None]) -> Array:
     (data,) = _required(inputs[:1], 1)
     return data
@@ -160,6 +170,7 @@ FOLDERS: dict[str, Callable[[NodeProto, Sequence[Array | None]], Array]] = {
     "Div": _arithmetic(_divide),
     "Reshape": _reshape,
     "Transpose": _transpose,
+    "ConstantOfShape": _constant_of_shape,
     "Identity": _identity,
     "Dropout": _identity,
 }

@@ -104,17 +104,27 @@ def import_onnx(
 
 def _fixed_batch(graph: GraphProto, path: Path) -> int | None:
     """The batch size every input fixes (PyTorch exports a fixed one unless told not to),
-    or None when any input leaves it symbolic."""
-    sizes = set()
+    or None when an input leaves it symbolic. Inputs fixing different sizes are refused:
+    one would be broadcast over the other's batch, and edgetrain feeds every input the
+    same batch."""
+    sizes: dict[str, int] = {}
+    symbolic = False
     initializers = {i.name for i in graph.initializer}
     for value in graph.input:
         if value.name in initializers:
             continue
         dims = value.type.tensor_type.shape.dim
-        if not dims or not dims[0].HasField("dim_value"):
-            return None
-        sizes.add(int(dims[0].dim_value))
-    return sizes.pop() if len(sizes) == 1 else None
+        if dims and dims[0].HasField("dim_value"):
+            sizes[value.name] = int(dims[0].dim_value)
+        else:
+            symbolic = True
+    if len(set(sizes.values())) > 1:
+        shown = ", ".join(f"'{name}' {size}" for name, size in sizes.items())
+        raise ModelFileError(
+            f"its inputs fix different batch sizes ({shown}); edgetrain gives every input the same batch",
+            path=path,
+        )
+    return None if symbolic or not sizes else next(iter(sizes.values()))
 
 
 def _count_readers(ctx: Context, graph: GraphProto) -> None:

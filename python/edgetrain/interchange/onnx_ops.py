@@ -317,13 +317,27 @@ def _leaky_relu(ctx: Context, node: NodeProto) -> Tensor:
 
 
 def _softmax(ctx: Context, node: NodeProto, opset: int) -> Tensor:
+    """Softmax over the trailing block of axes it normalises: the last axis as is; a
+    wider block (opset < 13 normalises everything from ``axis`` on; from 13 one axis,
+    which is a block when the axes after it have size 1) is reshaped to one axis, put
+    through softmax and reshaped back."""
     x = ctx.tensor(node, 0)
     rank = len(x.shape) + 1
     axis = int(attribute(node, "axis", -1 if opset >= 13 else 1))
     axis = axis + rank if axis < 0 else axis
-    if axis != rank - 1:
-        raise Refused(f"softmax over axis {axis} of a rank-{rank} tensor: edgetrain's softmax is over the last axis")
-    return ctx.add(node, Activation("softmax"), [x])
+    if not 0 < axis < rank:
+        raise Refused(f"softmax over axis {attribute(node, 'axis')} of a rank-{rank} tensor: not over the batch")
+    if axis == rank - 1:
+        return ctx.add(node, Activation("softmax"), [x])
+    if opset >= 13 and math.prod(x.shape[axis:]) != 1:
+        raise Refused(
+            f"softmax over axis {axis} of (batch, {format_shape(x.shape)[1:-1]}): edgetrain's softmax "
+            "is over the last axis (or a trailing block of axes)"
+        )
+    block = (*x.shape[: axis - 1], math.prod(x.shape[axis - 1 :]))
+    rows = ctx.add(node, Flatten() if len(block) == 1 else Reshape(target_shape=block), [x])
+    normalised = ctx.add(node, Activation("softmax"), [rows])
+    return ctx.add(node, Reshape(target_shape=x.shape), [normalised])
 
 
 def _dropout(ctx: Context, node: NodeProto) -> Tensor:
@@ -447,8 +461,6 @@ def _batch_norm(ctx: Context, node: NodeProto) -> Tensor:
         raise Refused("training-mode batch normalization (running statistics as outputs) is not supported")
     gamma, beta = ctx.weight(node, 1, "scale"), ctx.weight(node, 2, "B")
     mean, var = ctx.weight(node, 3, "input_mean"), ctx.weight(node, 4, "input_var")
-    if len(x.shape) not in (1, 3):
-        raise Refused(f"batch normalization of (batch, {format_shape(x.shape)[1:-1]}): only (N, C) and (N, C, H, W) are imported")
     layer = BatchNormalization(
         epsilon=float(attribute(node, "epsilon", 1e-5)),
         momentum=float(attribute(node, "momentum", 0.9)),
