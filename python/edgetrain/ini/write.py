@@ -4,14 +4,12 @@ atomically. What is written reads back to the same layers, loss, optimizer and s
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SaveError
+from ..weights_io import atomic_write
 from ..graph import assign_names
 from ..layers.base import Layer
 from ..losses import make_loss
@@ -184,40 +182,11 @@ def write_ini(desc: ModelDescription, path: PathLike) -> None:
     """Write a description atomically: the file at ``path`` is either the old one or
     the complete new one (temporary file, fsync, rename)."""
     assign_names(desc.layers)
-    _write_atomically(Path(path), format_ini(desc))
+    text = format_ini(desc)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), what="the model file")
 
 
 def save_model(model: Model, path: PathLike) -> None:
     """Write ``model`` as an NNTrainer INI model file (unnamed layers get their graph
     names, ``<type><index>``, first)."""
     write_ini(describe_model(model), path)
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    if target.is_dir():
-        raise SaveError(f"cannot write the model file {target}: it is a directory")
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as err:
-        raise SaveError(f"cannot write the model file {target}: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        if isinstance(err, OSError):
-            raise SaveError(
-                f"cannot write the model file {target}: {err.strerror or err}"
-            ) from None
-        raise
-    with contextlib.suppress(OSError):
-        directory = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
