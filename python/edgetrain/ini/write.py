@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import SaveError
 from ..weights_io import atomic_write
@@ -182,8 +182,12 @@ def write_ini(desc: ModelDescription, path: PathLike) -> None:
     """Write a description atomically: the file at ``path`` is either the old one or
     the complete new one (temporary file, fsync, rename)."""
     assign_names(desc.layers)
-    text = format_ini(desc)
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), what="the model file")
+    data = format_ini(desc).encode("utf-8")
+
+    def write(handle: IO[bytes]) -> None:
+        handle.write(data)
+
+    atomic_write(path, write, what="the model file")
 
 
 def save_model(model: Model, path: PathLike) -> None:
