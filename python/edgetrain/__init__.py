@@ -17,6 +17,7 @@ from .errors import (
     StateError,
 )
 from .model import History, Model
+from .training import TrainingInterrupted
 
 __version__ = "0.1.0"
 
@@ -41,6 +42,7 @@ __all__ = [
     "SaveError",
     "ShapeError",
     "StateError",
+    "TrainingInterrupted",
     "core_version",
     "layers",
     "optimizers",

@@ -543,7 +543,7 @@ class Model:
         With ``checkpoint`` (a directory) the whole training state is saved there at the
         end of every epoch, every ``checkpoint_every`` iterations and on Ctrl-C (the step
         in progress completes, the checkpoint is written, then
-        :class:`~edgetrain.training.TrainingInterrupted`, a ``KeyboardInterrupt``, is
+        :class:`~edgetrain.TrainingInterrupted`, a ``KeyboardInterrupt``, is
         raised); the newest two files are kept. ``resume=True`` continues from the newest
         intact checkpoint there (a fresh start when there is none), ending with exactly
         the weights of an uninterrupted run; ``epochs`` may be raised to train further.
