@@ -191,6 +191,24 @@ def concat_branches(path: Path) -> Path:
     return b.save(path, {"input": [BATCH, 4, 9, 9]}, out, 2)
 
 
+def conv1d_net(path: Path) -> Path:
+    """A keyword-spotting style 1-D network on (N, 4, 32): Conv1d-BatchNorm1d-ReLU-MaxPool1d,
+    a strided dilated Conv1d, AdaptiveAvgPool1d(1) as GlobalAveragePool, Flatten, Linear."""
+    b = Builder(12)
+    w1 = b.weight("conv1.weight", (8, 4, 5))
+    h = b.node("Conv", ["input", w1, b.weight("conv1.bias", (8,), 0.1)], "/conv1/Conv", kernel_shape=[5],
+               pads=[2, 2], strides=[1], dilations=[1], group=1)
+    h = b.node("Relu", [b.batch_norm(h, "bn1", 8)], "/relu1/Relu")
+    h = b.node("MaxPool", [h], "/pool1/MaxPool", kernel_shape=[2], strides=[2], pads=[0, 0])
+    w2 = b.weight("conv2.weight", (6, 8, 3))
+    h = b.node("Conv", [h, w2], "/conv2/Conv", kernel_shape=[3], pads=[2, 1], strides=[2], dilations=[2])
+    h = b.node("Relu", [h], "/relu2/Relu")
+    h = b.node("GlobalAveragePool", [h], "/pool2/GlobalAveragePool")
+    h = b.node("Flatten", [h], "/Flatten", axis=1)
+    out = b.gemm(h, "fc", 6, 3)
+    return b.save(path, {"input": [BATCH, 4, 32]}, out, 2)
+
+
 def reference_outputs(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     """What ``onnx.reference.ReferenceEvaluator`` computes for the model's output."""
     result = ReferenceEvaluator(str(path)).run(None, feeds)[0]

@@ -32,7 +32,9 @@ IMPORTED = {
     "test_Conv2d_dilated", "test_Conv2d_no_bias", "test_Conv2d_padding", "test_Conv2d_strided", "test_LeakyReLU",
     "test_Linear", "test_Linear_no_bias", "test_MaxPool2d", "test_ReLU", "test_Sigmoid", "test_Softmax", "test_Tanh",
     "test_softmax_functional_dim3", "test_softmax_lastdim", "test_operator_concat2", "test_operator_conv",
-    "test_operator_flatten",
+    "test_operator_flatten", "test_Conv1d", "test_Conv1d_dilated", "test_Conv1d_pad1", "test_Conv1d_pad1size1",
+    "test_Conv1d_pad2", "test_Conv1d_pad2size1", "test_Conv1d_stride", "test_MaxPool1d", "test_MaxPool1d_stride",
+    "test_operator_maxpool",
 }
 
 pytestmark = pytest.mark.skipif(not CASES, reason="this onnx installation has no backend test data")

@@ -40,6 +40,7 @@ CASES: list[tuple[Callable[[Path], Path], tuple[int, ...]]] = [
     (M.lenet, (1, 16, 16)),
     (M.resnet_block, (3, 8, 8)),
     (M.concat_branches, (4, 9, 9)),
+    (M.conv1d_net, (4, 32)),
 ]
 
 
@@ -186,7 +187,7 @@ W = np.ones((4, 2, 3, 3), np.float32)
         ("Add", [1, 4], [np.ones(4, np.float32)], {}, r"adds a constant to a value that is not"),
         ("Flatten", [1, 2, 3], [], {"axis": 2}, r"only axis 1"),
         ("Reshape", [1, 2, 3], [np.array([3, 2], np.int64)], {}, r"the batch dimension must stay first"),
-        ("Conv", [1, 2, 6], [np.ones((3, 2, 3), np.float32)], {}, r"only 2-D is imported"),
+        ("Conv", [1, 2, 6, 6, 6], [np.ones((3, 2, 3, 3, 3), np.float32)], {}, r"only 1-D and 2-D are imported"),
     ],
 )
 def test_unsupported_attributes_are_refused_naming_the_node(
@@ -382,3 +383,22 @@ def test_cross_entropy_on_logits_makes_predict_return_probabilities(tmp_path: Pa
     logits = M.reference_outputs(path, {"input": x})
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     np.testing.assert_allclose(model.predict(x), e / e.sum(axis=1, keepdims=True), rtol=RTOL, atol=ATOL)
+
+
+def test_1d_ops_run_as_1xk_windows_and_fine_tune(tmp_path: Path) -> None:
+    """Conv1d/MaxPool1d run as 1 x k windows on (C, 1, L) between reshapes; a 1-D op
+    directly after another reads the other's (C, 1, L) map, not a reshape of a reshape."""
+    model = Model.from_onnx(M.conv1d_net(tmp_path / "m.onnx"), loss="cross_entropy")
+    layers = {layer.name: layer for layer in model.layers}
+    kinds = [layer.type_name for layer in model.layers]
+    assert kinds[:2] == ["input", "reshape"] and kinds.count("conv2d") == 2
+    assert layers["conv1.to_2d"].type_name == "reshape" and layers["conv1.to_1d"].type_name == "reshape"
+    assert layers["conv2"].input_layers == ["pool1_MaxPool"]  # the pool's map itself
+    conv2 = next(layer for layer in model.layers if layer.name == "conv2")
+    assert isinstance(conv2, L.Conv2D)
+    assert (conv2.kernel_size, conv2.stride, conv2.dilation, conv2.padding) == ((1, 3), (1, 2), (1, 2), (0, 0, 2, 1))
+    model.compile(SGD(0.05), batch_size=4)
+    rng = np.random.default_rng(13)
+    x, y = rng.normal(size=(4, 4, 32)).astype(np.float32), rng.integers(0, 3, 4)
+    losses = [model.train_step(x, y) for _ in range(10)]
+    assert losses[-1] < losses[0]

@@ -20,8 +20,9 @@ from onnx import GraphProto, NodeProto, ValueInfoProto, numpy_helper
 
 from ..errors import ConfigError, ModelFileError, ShapeError
 from ..layers import Input
+from .onnx_context import Context, ImportedLayer, Refused, Tensor, attribute
 from .onnx_fold import FOLDERS, FoldError, fold, shape_vector
-from .onnx_ops import Context, ImportedLayer, Refused, Tensor, attribute, converters
+from .onnx_ops import converters
 
 if TYPE_CHECKING:
     from ..model import Model

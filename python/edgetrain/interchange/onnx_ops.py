@@ -2,23 +2,18 @@
 with its weights in edgetrain's layouts.
 
 Layouts (``spec/interchange.md``): a ``Gemm`` ``B`` is ``(out, in)`` when ``transB=1`` and
-edgetrain's fully-connected weight is ``(in, out)``; a ``Conv`` ``W`` is ``(out, in, kh, kw)``
-like edgetrain's; batch-norm ``scale, B, mean, var`` become ``gamma, beta, moving_mean,
-moving_variance``. ONNX pads are ``[top, left, bottom, right]`` for 2-D, edgetrain's
-``(top, bottom, left, right)``. What has no exact edgetrain equivalent is refused, naming
-the node and its op, never approximated.
+edgetrain's fully-connected weight is ``(in, out)``; batch-norm ``scale, B, mean, var``
+become ``gamma, beta, moving_mean, moving_variance``. Convolution and pooling are in
+``onnx_conv``. What has no exact edgetrain equivalent is refused, naming the node and its
+op, never approximated.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
-from onnx import NodeProto, TensorProto, helper
+from onnx import NodeProto, TensorProto
 
 from ..layers import (
     Activation,
@@ -29,167 +24,22 @@ from ..layers import (
     Dropout,
     Flatten,
     FullyConnected,
-    Input,
     LayerNormalization,
-    Pooling2D,
     Reshape,
 )
-from ..layers.base import Layer
-from ..layers.window import same_padding
-from ..tensors import Shape, format_shape
-from .onnx_fold import BATCH, has_batch
-
-Array = NDArray[Any]
-
-
-class Refused(ValueError):
-    """A node edgetrain cannot import; the importer adds the file, node and op."""
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """A value computed by layer ``layer`` at run time, of ``(batch, *shape)``."""
-
-    layer: str
-    shape: Shape
-
-
-@dataclass
-class ImportedLayer:
-    """A layer made from one or more nodes, with its weights by weight name."""
-
-    layer: Layer
-    weights: dict[str, Array]
-    output: Tensor
-    #: made from a MatMul/Gemm/Conv without bias: a following Add of a constant may become it
-    bias_from_add: bool = False
-    nodes: list[str] = field(default_factory=list)
-
-
-class Context:
-    """What a converter sees: the values by ONNX name, and how to add a layer."""
-
-    def __init__(self, fixed_batch: int | None) -> None:
-        self.values: dict[str, Tensor | Array] = {}
-        self.layers: list[ImportedLayer] = []
-        #: how many nodes (and graph outputs) read each value
-        self.readers: dict[str, int] = {}
-        self.fixed_batch = fixed_batch
-        #: the initializer a folded constant was computed from (a transposed weight)
-        self.origins: dict[str, str] = {}
-        self.initializers: set[str] = set()
-        self._names: set[str] = set()
-
-    # -- values ------------------------------------------------------------------------
-
-    def tensor(self, node: NodeProto, index: int) -> Tensor:
-        value = self.values[node.input[index]]
-        if not isinstance(value, Tensor):
-            raise Refused(f"input {index} ('{node.input[index]}') must be computed from the model's inputs, not a constant")
-        return value
-
-    def constant(self, node: NodeProto, index: int, what: str) -> Array | None:
-        """Input ``index`` as a constant, ``None`` when omitted; a run-time value is refused."""
-        if index >= len(node.input) or not node.input[index]:
-            return None
-        value = self.values[node.input[index]]
-        if isinstance(value, Tensor):
-            raise Refused(f"{what} ('{node.input[index]}') must be a constant (an initializer), not computed at run time")
-        return value
-
-    def weight(self, node: NodeProto, index: int, what: str) -> Array:
-        value = self.constant(node, index, what)
-        if value is None:
-            raise Refused(f"needs {what} (input {index})")
-        if not np.issubdtype(value.dtype, np.floating):
-            raise Refused(f"{what} ('{node.input[index]}') has dtype {value.dtype}, not float")
-        return value.astype(np.float32)
-
-    # -- layers ------------------------------------------------------------------------
-
-    def layer_name(self, node: NodeProto, hint: str | None) -> str:
-        """A unique layer name: the name of the initializer behind the weight ``hint``
-        without ``.weight`` (PyTorch's module path), else the node's name, else the op
-        and the layer's index."""
-        source = self.origins.get(hint, hint) if hint else None
-        weight_name = source if source in self.initializers else None
-        for candidate in (weight_name, node.name):
-            if candidate:
-                cleaned = _clean_name(candidate)
-                if cleaned:
-                    break
-        else:
-            cleaned = f"{node.op_type.lower()}{len(self.layers)}"
-        name = cleaned
-        suffix = 1
-        while name in self._names:
-            suffix += 1
-            name = f"{cleaned}_{suffix}"
-        self._names.add(name)
-        return name
-
-    def add(
-        self,
-        node: NodeProto,
-        layer: Layer,
-        inputs: Sequence[Tensor],
-        weights: dict[str, Array] | None = None,
-        *,
-        hint: str | None = None,
-        bias_from_add: bool = False,
-    ) -> Tensor:
-        """Place ``layer`` reading ``inputs``; its output shape and weight shapes come from
-        its own ``setup`` (so a weight that does not fit is refused here)."""
-        layer.name = self.layer_name(node, hint)
-        weights = weights or {}
-        if isinstance(layer, Input):  # fed by the data, not by a layer
-            setup = layer.setup([(1, *layer.shape)])
-        else:
-            layer.input_layers = [t.layer for t in inputs]
-            setup = layer.setup([(1, *t.shape) for t in inputs])
-        for spec in setup.weights:
-            value = weights.get(spec.name)
-            if value is None or value.shape != spec.shape:
-                have = "none" if value is None else format_shape(value.shape)
-                raise Refused(f"weight '{spec.name}' must have shape {format_shape(spec.shape)}, got {have}")
-        output = Tensor(layer.name, tuple(setup.output_shapes[0][1:]))
-        self.layers.append(ImportedLayer(layer, weights, output, bias_from_add, [node.name]))
-        return output
-
-    def producer(self, tensor: Tensor) -> ImportedLayer:
-        return next(item for item in self.layers if item.layer.name == tensor.layer)
-
-
-def _clean_name(text: str) -> str:
-    """A layer name from an ONNX name: module paths keep their dots, other separators
-    become ``_`` (edgetrain names have no spaces or ``:,()[]/``)."""
-    if text.startswith("onnx::"):
-        return ""
-    if ":" in text:  # edgetrain's own "<layer>:<weight>" (an exported edgetrain model)
-        text = text.rsplit(":", 1)[0]
-    text = text.removesuffix(".weight")
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in text.strip("/"))
-    return cleaned.strip("_")
-
-
-def attribute(node: NodeProto, name: str, default: Any = None) -> Any:
-    for item in node.attribute:
-        if item.name == name:
-            value = helper.get_attribute_value(item)
-            return value.decode() if isinstance(value, bytes) else value
-    return default
-
-
-def _only_attributes(node: NodeProto, allowed: dict[str, Any]) -> None:
-    """Refuse any attribute whose value is not the one edgetrain computes."""
-    for name, expected in allowed.items():
-        value = attribute(node, name)
-        if value is not None and value != expected:
-            raise Refused(f"{name}={value!r} is not supported (only {expected!r})")
-
-
-Converter = Callable[[Context, NodeProto], "Tensor | Array"]
-
+from ..tensors import format_shape
+from .onnx_context import (
+    Array,
+    Context,
+    Converter,
+    Refused,
+    Tensor,
+    as_vector,
+    attribute,
+    extra_outputs_read,
+)
+from .onnx_conv import conv, global_pool, pool
+from .onnx_fold import BATCH
 
 # -- dense -----------------------------------------------------------------------------------
 
@@ -208,7 +58,7 @@ def _gemm(ctx: Context, node: NodeProto) -> Tensor:
     unit = weight.shape[1]
     c = ctx.constant(node, 2, "C")
     if c is not None:
-        weights["bias"] = _as_vector(c, unit, "C") * np.float32(attribute(node, "beta", 1.0))
+        weights["bias"] = as_vector(c, unit, "C") * np.float32(attribute(node, "beta", 1.0))
     layer = FullyConnected(unit=unit, bias=c is not None)
     return ctx.add(node, layer, [x], weights, hint=node.input[1], bias_from_add=True)
 
@@ -223,15 +73,6 @@ def _matmul(ctx: Context, node: NodeProto) -> Tensor:
         )
     layer = FullyConnected(unit=weight.shape[1], bias=False)
     return ctx.add(node, layer, [x], {"weight": weight}, hint=node.input[1], bias_from_add=True)
-
-
-def _as_vector(value: Array, size: int, what: str) -> Array:
-    """A bias given as ``(size,)``, ``(1, size)``, a scalar or ``(1,)``, as ``(size,)``."""
-    if value.size == 1:
-        return np.full(size, value.ravel()[0], dtype=np.float32)
-    if value.size != size or any(d != 1 for d in value.shape[:-1]):
-        raise Refused(f"{what} of shape {format_shape(value.shape)} is not a bias of {size} values")
-    return value.reshape(size).astype(np.float32)
 
 
 # -- element-wise and merges -------------------------------------------------------------------
@@ -266,10 +107,10 @@ def _bias_add(ctx: Context, node: NodeProto, name: str, tensor: Tensor, constant
         channels = layer.filters
         if constant.size != 1 and (constant.ndim < 3 or constant.shape[-2:] != (1, 1)):
             raise Refused(f"the constant of shape {format_shape(constant.shape)} is not a per-channel bias")
-        bias = _as_vector(constant.reshape(-1), channels, "the constant")
+        bias = as_vector(constant.reshape(-1), channels, "the constant")
     else:
         assert isinstance(layer, FullyConnected)
-        bias = _as_vector(constant, layer.unit, "the constant")
+        bias = as_vector(constant, layer.unit, "the constant")
     if layer.bias:
         made.weights["bias"] = made.weights["bias"] + bias
     else:
@@ -335,13 +176,13 @@ def _softmax(ctx: Context, node: NodeProto, opset: int) -> Tensor:
             "is over the last axis (or a trailing block of axes)"
         )
     block = (*x.shape[: axis - 1], math.prod(x.shape[axis - 1 :]))
-    rows = ctx.add(node, Flatten() if len(block) == 1 else Reshape(target_shape=block), [x])
+    rows = ctx.add(node, Flatten() if len(block) == 1 else Reshape(target_shape=block), [x], suffix=".to_rows")
     normalised = ctx.add(node, Activation("softmax"), [rows])
-    return ctx.add(node, Reshape(target_shape=x.shape), [normalised])
+    return ctx.add(node, Reshape(target_shape=x.shape), [normalised], suffix=".from_rows")
 
 
 def _dropout(ctx: Context, node: NodeProto) -> Tensor:
-    if _extra_outputs_read(ctx, node):
+    if extra_outputs_read(ctx, node):
         raise Refused("its mask output is read; edgetrain's dropout keeps the mask to itself")
     ratio = ctx.constant(node, 1, "ratio")
     rate = float(attribute(node, "ratio", 0.5) if ratio is None else ratio.ravel()[0])
@@ -351,113 +192,9 @@ def _dropout(ctx: Context, node: NodeProto) -> Tensor:
     return ctx.add(node, Dropout(dropout_rate=rate), [ctx.tensor(node, 0)])
 
 
-# -- convolution and pooling -------------------------------------------------------------------
-
-
-def _window_pads(
-    node: NodeProto, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
-) -> tuple[int, int, int, int]:
-    """edgetrain's ``(top, bottom, left, right)`` from ONNX ``pads`` or ``auto_pad``."""
-    auto = attribute(node, "auto_pad", "NOTSET")
-    if auto == "VALID":
-        return (0, 0, 0, 0)
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        pads = [same_padding(size[i], kernel[i], stride[i], dilation[i]) for i in range(2)]
-        if auto == "SAME_LOWER":  # the odd cell goes before, not after
-            pads = [(after, before) for before, after in pads]
-        return (pads[0][0], pads[0][1], pads[1][0], pads[1][1])
-    if auto != "NOTSET":
-        raise Refused(f"auto_pad={auto!r} is not supported")
-    given = [int(p) for p in attribute(node, "pads", [0, 0, 0, 0])]
-    if len(given) != 4:
-        raise Refused(f"pads={given} is not 2-D padding")
-    top, left, bottom, right = given
-    return (top, bottom, left, right)
-
-
-def _pair(node: NodeProto, name: str, default: int) -> tuple[int, int]:
-    values = [int(v) for v in attribute(node, name, [default, default])]
-    if len(values) != 2:
-        raise Refused(f"{name}={values} is not 2-D (only 2-D convolution and pooling are imported)")
-    return (values[0], values[1])
-
-
-def _map_input(ctx: Context, node: NodeProto) -> Tensor:
-    x = ctx.tensor(node, 0)
-    if len(x.shape) != 3:
-        raise Refused(f"needs a (batch, C, H, W) input, got (batch, {format_shape(x.shape)[1:-1]}): only 2-D is imported")
-    return x
-
-
-def _conv(ctx: Context, node: NodeProto) -> Tensor:
-    x = _map_input(ctx, node)
-    if int(attribute(node, "group", 1)) != 1:
-        raise Refused(f"group={attribute(node, 'group')} is not supported: edgetrain's conv2d has no groups")
-    w = ctx.weight(node, 1, "W")
-    if w.ndim != 4:
-        raise Refused(f"W of shape {format_shape(w.shape)} is not a 2-D kernel (out, in, kh, kw)")
-    kernel = (w.shape[2], w.shape[3])
-    if tuple(attribute(node, "kernel_shape", kernel)) != kernel:
-        raise Refused(f"kernel_shape={attribute(node, 'kernel_shape')} disagrees with W {format_shape(w.shape)}")
-    stride, dilation = _pair(node, "strides", 1), _pair(node, "dilations", 1)
-    pads = _window_pads(node, (x.shape[1], x.shape[2]), kernel, stride, dilation)
-    weights = {"weight": w}
-    b = ctx.constant(node, 2, "B")
-    if b is not None:
-        weights["bias"] = _as_vector(b, w.shape[0], "B")
-    layer = Conv2D(
-        filters=w.shape[0], kernel_size=kernel, stride=stride, padding=pads, dilation=dilation, bias=b is not None
-    )
-    return ctx.add(node, layer, [x], weights, hint=node.input[1], bias_from_add=True)
-
-
-def _pool(kind: str) -> Converter:
-    def convert(ctx: Context, node: NodeProto) -> Tensor:
-        x = _map_input(ctx, node)
-        if _extra_outputs_read(ctx, node):
-            raise Refused("its Indices output is read; edgetrain's max pooling keeps them to itself")
-        _only_attributes(node, {"storage_order": 0})
-        kernel = _pair(node, "kernel_shape", 0)
-        stride, dilation = _pair(node, "strides", 1), _pair(node, "dilations", 1)
-        if dilation != (1, 1):
-            raise Refused(f"dilations={list(dilation)} is not supported for pooling")
-        size = (x.shape[1], x.shape[2])
-        pads = _window_pads(node, size, kernel, stride, dilation)
-        if kind == "average" and attribute(node, "count_include_pad", 0) and any(pads):
-            raise Refused(
-                "count_include_pad=1 with padding is not supported: edgetrain's average "
-                "pooling divides by the real cells of each window (count_include_pad=0)"
-            )
-        if attribute(node, "ceil_mode", 0) and _ceil_changes_size(size, kernel, stride, pads):
-            raise Refused("ceil_mode=1 is not supported here: it adds a partial window edgetrain drops")
-        layer = Pooling2D(kind, pool_size=kernel, stride=stride, padding=pads)
-        return ctx.add(node, layer, [x])
-
-    return convert
-
-
-def _ceil_changes_size(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int]) -> bool:
-    padded = (size[0] + pads[0] + pads[1], size[1] + pads[2] + pads[3])
-    for axis in range(2):
-        span = padded[axis] - kernel[axis]
-        if span % stride[axis]:
-            # a ceil window must start inside the input or the leading padding (ONNX/PyTorch)
-            start = (span // stride[axis] + 1) * stride[axis]
-            if start < size[axis] + pads[2 * axis]:
-                return True
-    return False
-
-
-def _global_pool(kind: str) -> Converter:
-    def convert(ctx: Context, node: NodeProto) -> Tensor:
-        return ctx.add(node, Pooling2D(kind), [_map_input(ctx, node)])
-
-    return convert
-
-
 def _batch_norm(ctx: Context, node: NodeProto) -> Tensor:
     x = ctx.tensor(node, 0)
-    if attribute(node, "training_mode", 0) or _extra_outputs_read(ctx, node):
+    if attribute(node, "training_mode", 0) or extra_outputs_read(ctx, node):
         raise Refused("training-mode batch normalization (running statistics as outputs) is not supported")
     gamma, beta = ctx.weight(node, 1, "scale"), ctx.weight(node, 2, "B")
     mean, var = ctx.weight(node, 3, "input_mean"), ctx.weight(node, 4, "input_var")
@@ -472,7 +209,7 @@ def _batch_norm(ctx: Context, node: NodeProto) -> Tensor:
 
 def _layer_norm(ctx: Context, node: NodeProto) -> Tensor:
     x = ctx.tensor(node, 0)
-    if _extra_outputs_read(ctx, node):
+    if extra_outputs_read(ctx, node):
         raise Refused("its Mean or InvStdDev output is read; edgetrain's layer normalization keeps them")
     if int(attribute(node, "stash_type", 1)) != 1:
         raise Refused("stash_type other than 1 (float32 statistics) is not supported")
@@ -543,11 +280,6 @@ def _cast(ctx: Context, node: NodeProto) -> Tensor:
     return ctx.tensor(node, 0)
 
 
-def _extra_outputs_read(ctx: Context, node: NodeProto) -> bool:
-    """Whether any output but the first (statistics, indices, masks) is read."""
-    return any(name and ctx.readers.get(name, 0) for name in node.output[1:])
-
-
 def converters(opset: int) -> dict[str, Converter]:
     """The converter of every op edgetrain imports, for a model of ``opset``."""
     return {
@@ -556,7 +288,7 @@ def converters(opset: int) -> dict[str, Converter]:
         "Add": _add,
         "Sum": _sum,
         "Concat": _concat,
-        "Conv": _conv,
+        "Conv": conv,
         "BatchNormalization": _batch_norm,
         "LayerNormalization": _layer_norm,
         "Relu": _activation("relu"),
@@ -564,18 +296,13 @@ def converters(opset: int) -> dict[str, Converter]:
         "Tanh": _activation("tanh"),
         "LeakyRelu": _leaky_relu,
         "Softmax": lambda ctx, node: _softmax(ctx, node, opset),
-        "MaxPool": _pool("max"),
-        "AveragePool": _pool("average"),
-        "GlobalAveragePool": _global_pool("global_average"),
-        "GlobalMaxPool": _global_pool("global_max"),
+        "MaxPool": pool("max"),
+        "AveragePool": pool("average"),
+        "GlobalAveragePool": global_pool("global_average"),
+        "GlobalMaxPool": global_pool("global_max"),
         "Flatten": _flatten,
         "Reshape": _reshape,
         "Dropout": _dropout,
         "Identity": _identity,
         "Cast": _cast,
     }
-
-
-def is_shape_value(value: Array) -> bool:
-    """Whether a folded constant carries the batch size (it can only feed a Reshape)."""
-    return has_batch(value)
