@@ -42,6 +42,8 @@ STATE_KEY = "edgetrain.checkpoint"
 #: how many checkpoint files a directory keeps (the newest, and the one before it)
 KEEP = 2
 FILE_PATTERN = re.compile(r"^checkpoint-(\d+)\.ckpt$")
+#: the temporary file of a checkpoint write that never completed (``atomic_write``'s name)
+TEMP_PATTERN = re.compile(r"^\.checkpoint-\d+\.ckpt\.[0-9a-f]+\.tmp$")
 
 #: safetensors dtype names of the tensors a checkpoint may hold (little-endian)
 DTYPES: dict[str, np.dtype[Any]] = {
@@ -212,6 +214,16 @@ def save_checkpoint(
     return target
 
 
+def _remove_unfinished(directory: PathLike) -> None:
+    """Delete temporary files left by saves that were killed before their rename."""
+    folder = Path(directory)
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if TEMP_PATTERN.match(entry.name):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+
+
 @dataclass
 class Resumed:
     """The checkpoint resuming uses, its file, and the newer files it had to skip."""
@@ -223,10 +235,12 @@ class Resumed:
 
 def newest_valid(directory: PathLike) -> Resumed | None:
     """The newest checkpoint in ``directory`` that reads back intact, or None when the
-    directory holds no checkpoint file. Newer files that fail are renamed to
+    directory holds no checkpoint file. Temporary files of saves that never completed
+    (the process died mid-write) are deleted first. Newer files that fail are renamed to
     ``<name>.corrupt`` (kept for inspection, never picked again) and reported with a
     :class:`CheckpointWarning`; when every file fails, the error lists them all."""
     failures: list[CheckpointError] = []
+    _remove_unfinished(directory)
     files = checkpoint_files(directory)
     for path in reversed(files):
         try:

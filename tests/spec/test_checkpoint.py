@@ -410,6 +410,21 @@ def test_resume_falls_back_to_the_previous_good_checkpoint(tmp_path: Path) -> No
     assert_same_weights(reference, resumed)
 
 
+def test_resume_removes_the_temporary_file_of_a_killed_save(tmp_path: Path) -> None:
+    """A process killed mid-save leaves ``.checkpoint-<n>.ckpt.<hex>.tmp`` (never renamed):
+    resuming ignores it, uses the newest complete file and deletes the leftover."""
+    make = maker("adam+cosine")
+    reference, _ = uninterrupted(make)
+    _, newer = two_checkpoints(tmp_path)
+    leftover = tmp_path / ".checkpoint-000000999.ckpt.0badf00d.tmp"
+    leftover.write_bytes(newer.read_bytes()[:1000])
+    resumed = make()
+    history = resumed.fit(X, Y, **FIT, checkpoint=tmp_path, resume=True)
+    assert history.resumed_from == newer
+    assert not leftover.exists()
+    assert_same_weights(reference, resumed)
+
+
 def test_resume_refuses_when_every_checkpoint_is_damaged(tmp_path: Path) -> None:
     older, newer = two_checkpoints(tmp_path)
     for path in (older, newer):
