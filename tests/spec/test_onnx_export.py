@@ -246,3 +246,28 @@ def test_cli_export_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     code = cli.main(["export", str(DIGITS_INI), str(tmp_path / "missing.bin")])
     _, err = capsys.readouterr()
     assert code == 2 and "nothing to export" in err
+
+
+def test_a_model_with_two_inputs_exports_both(tmp_path: Path) -> None:
+    model = Model(
+        [
+            L.Input(shape=(3,), name="left"),
+            L.Input(shape=(2,), name="right"),
+            L.FullyConnected(unit=4, name="a", input_layers="left"),
+            L.FullyConnected(unit=4, name="b", input_layers="right"),
+            L.Addition(name="sum", input_layers="a, b"),
+            L.Concat(name="both", input_layers="sum, a, b"),
+            L.FullyConnected(unit=2, name="head", activation="sigmoid"),
+        ],
+    )
+    _randomized(model)
+    export_onnx(model, tmp_path / "m.onnx")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    assert [i.name for i in proto.graph.input] == ["left", "right"]
+    rng = np.random.default_rng(5)
+    xl, xr = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(6, 2)).astype(np.float32)
+    expected = ReferenceEvaluator(proto).run(None, {"left": xl, "right": xr})[0]
+    np.testing.assert_allclose(model.predict([xl, xr]), expected, rtol=RTOL, atol=ATOL)
+    again = Model.from_onnx(tmp_path / "m.onnx")
+    again.compile(None, batch_size=model.batch_size)
+    np.testing.assert_array_equal(again.predict([xl, xr]), model.predict([xl, xr]))

@@ -139,17 +139,17 @@ def test_fine_tuning_with_a_regression_loss(tmp_path: Path) -> None:
     assert losses[-1] < losses[0]
 
 
-def test_an_imported_model_saves_as_ini_and_bin(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("build", "shape"), CASES, ids=[c[0].__name__ for c in CASES])
+def test_an_imported_model_saves_as_ini_and_bin(tmp_path: Path, build: Callable[[Path], Path], shape: tuple[int, ...]) -> None:
     """What runs on the device: the model file and NNTrainer's weights."""
-    path = M.concat_branches(tmp_path / "m.onnx")
-    model = Model.from_onnx(path, loss="cross_entropy")
+    model = Model.from_onnx(build(tmp_path / "m.onnx"), loss="mse")
     model.to_ini(tmp_path / "m.ini")
     model.save(tmp_path / "m.bin")
     again = Model.from_ini(tmp_path / "m.ini")
     again.compile(None, batch_size=1)
     again.load(tmp_path / "m.bin")
-    x = np.random.default_rng(4).normal(size=(3, 4, 9, 9)).astype(np.float32)
-    np.testing.assert_allclose(again.predict(x), model.predict(x), rtol=0, atol=0)
+    x = np.random.default_rng(4).normal(size=(3, *shape)).astype(np.float32)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
 
 
 # -- what is refused ------------------------------------------------------------------------------
