@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: trains an MLP with dropout, batch norm, Adam and a cosine schedule on shuffled data
 #: with a validation split; argv: checkpoint directory ("-" for none), output .npz,
-#: "resume" or "fresh", seconds to sleep after each batch (so a signal lands mid-run)
+#: "resume" or "fresh", seconds to sleep after each batch (so a signal lands mid-run),
+#: iterations between checkpoints
 SCRIPT = textwrap.dedent(
     """
     import sys, time
@@ -29,7 +30,7 @@ SCRIPT = textwrap.dedent(
     from edgetrain import Model, layers as L, optimizers as O, schedules as S
     from edgetrain.training import TrainingInterrupted
 
-    directory, out, mode, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    directory, out, mode, pause, every = sys.argv[1:4] + [float(sys.argv[4]), int(sys.argv[5])]
     rng = np.random.default_rng(11)
     x = rng.normal(size=(300, 10))
     y = (x[:, :3].sum(axis=1) > 0).astype(int) + (x[:, 3] > 1).astype(int)
@@ -48,7 +49,7 @@ SCRIPT = textwrap.dedent(
     try:
         history = model.fit(
             x, y, epochs=5, validation_split=0.2, checkpoint=checkpoint,
-            checkpoint_every=7 if checkpoint else None,
+            checkpoint_every=every if checkpoint else None,
             resume=mode == "resume", progress=lambda p: time.sleep(pause),
         )
     except TrainingInterrupted as stop:
@@ -108,15 +109,21 @@ def assert_same_weights(a: Path, b: Path) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("uninterrupted")
-    done = run(folder, "-", str(folder / "w.npz"), "fresh", "0")
+    done = run(folder, "-", str(folder / "w.npz"), "fresh", "0", "0")
     assert done.returncode == 0, done.stderr
     return folder / "w.npz"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize(
+    ("signum", "every"),
+    [(signal.SIGKILL, 7), (signal.SIGINT, 7), (signal.SIGKILL, 1)],
+    ids=["SIGKILL", "SIGINT", "SIGKILL-saving-every-step"],
+)
 def test_killed_or_interrupted_process_resumes_to_the_same_weights(
-    tmp_path: Path, uninterrupted: Path, signum: int
+    tmp_path: Path, uninterrupted: Path, signum: int, every: int
 ) -> None:
+    """Saving at every step, the kill most likely lands inside a save: the file being
+    written is a temporary one, never a damaged checkpoint."""
     directory = tmp_path / "checkpoints"
     process = start(
         [
@@ -126,6 +133,7 @@ def test_killed_or_interrupted_process_resumes_to_the_same_weights(
             str(tmp_path / "x.npz"),
             "fresh",
             "0.01",
+            str(every),
         ]
     )
     wait_for_checkpoints(process, directory, iteration=14)
@@ -142,8 +150,12 @@ def test_killed_or_interrupted_process_resumes_to_the_same_weights(
     stopped_at = read_checkpoint(checkpoint_files(directory)[-1]).state["progress"]["iteration"]
     assert 0 < stopped_at < TOTAL_ITERATIONS
 
-    resumed = run(tmp_path, str(directory), str(tmp_path / "resumed.npz"), "resume", "0")
+    resumed = run(
+        tmp_path, str(directory), str(tmp_path / "resumed.npz"), "resume", "0", str(every)
+    )
     assert resumed.returncode == 0, resumed.stderr
+    assert "Warning" not in resumed.stderr
+    assert not list(directory.glob(".*.tmp"))
     assert f"checkpoint-{stopped_at:09d}.ckpt" in resumed.stdout
     assert f"iteration {TOTAL_ITERATIONS}" in resumed.stdout
     assert_same_weights(uninterrupted, tmp_path / "resumed.npz")
