@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import __version__
-from .checkpoint import CheckpointWarning
+from .checkpoint import CheckpointWarning, checkpoint_files
 from .data import ArrayDataset, Dataset, split_dataset
 from .datasets import NAMED_DATASETS, RawFileDataset, load_named
 from .errors import ConfigError, DataError, EdgetrainError, SaveError
@@ -338,6 +338,13 @@ def _train(args: argparse.Namespace, setup: ModelFileSetup) -> int:
         + (f", {len(valid_data)} for validation" if valid_data is not None else "")
         + f", batch size {model.batch_size}, {epochs} epoch(s)"
     )
+    if args.resume:
+        found = checkpoint_files(args.checkpoint)
+        print(
+            f"resuming from the newest intact of {len(found)} checkpoint(s) in {args.checkpoint}"
+            if found
+            else f"no checkpoint in {args.checkpoint} yet: starting from the beginning"
+        )
     bar = ProgressBar(disable=args.quiet)
     watch = MemoryWatch.start()
     start = time.perf_counter()

@@ -623,6 +623,7 @@ def test_cli_resume_reports_the_checkpoint_and_a_fallback(
     flip_byte(newer, 200)
     code, out, err = cli(capsys, *argv, "--epochs", "2", "--resume")
     assert code == 0, err
+    assert f"resuming from the newest intact of 2 checkpoint(s) in {tmp_path}" in out
     assert f"edgetrain: warning: {newer}: corrupt" in err
     assert f"resuming from the older {older.name}" in err
     assert f"resumed from {older}" in out
@@ -631,6 +632,10 @@ def test_cli_resume_reports_the_checkpoint_and_a_fallback(
     code, _, err = cli(capsys, *argv, "--epochs", "2")
     assert code == 2
     assert "holds checkpoints of an earlier run" in err
+
+    code, out, err = cli(capsys, *argv[:-1], tmp_path / "new", "--epochs", "1", "--resume")
+    assert code == 0, err
+    assert f"no checkpoint in {tmp_path / 'new'} yet: starting from the beginning" in out
 
 
 def test_tutorial_runs(tmp_path: Path) -> None:
