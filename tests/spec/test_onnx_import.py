@@ -402,3 +402,11 @@ def test_1d_ops_run_as_1xk_windows_and_fine_tune(tmp_path: Path) -> None:
     x, y = rng.normal(size=(4, 4, 32)).astype(np.float32), rng.integers(0, 3, 4)
     losses = [model.train_step(x, y) for _ in range(10)]
     assert losses[-1] < losses[0]
+
+
+def test_nan_weights_are_refused_naming_the_file_and_weight(tmp_path: Path) -> None:
+    b = M.Builder()
+    out = b.node("Gemm", ["input", b.const("fc.weight", np.full((2, 4), np.nan, np.float32))], "/fc/Gemm", transB=1)
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4]}, out, 2)
+    with pytest.raises(ModelFileError, match=r"m\.onnx: weight 'fc:weight' contains NaN"):
+        Model.from_onnx(path)

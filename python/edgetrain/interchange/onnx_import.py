@@ -99,7 +99,10 @@ def import_onnx(
         f"{item.layer.name}:{weight}": value for item in kept for weight, value in item.weights.items()
     }
     if weights:
-        model.set_weights(weights)
+        try:
+            model.set_weights(weights)
+        except ConfigError as err:  # NaN or infinite values
+            raise ModelFileError(str(err), path=source) from None
     return model
 
 
