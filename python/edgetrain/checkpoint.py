@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import re
 import struct
@@ -116,13 +117,15 @@ def write_checkpoint(
 
 def read_checkpoint(path: PathLike) -> Checkpoint:
     """Read and verify one checkpoint file; any damage is a :class:`CheckpointError`
-    naming the file and what is wrong with it."""
+    naming the file and what is wrong with it. The file is mapped, not read into memory:
+    its tensors are read-only views of the mapping (file-backed pages the OS can drop),
+    so resuming a large model needs no second copy of its state in RAM."""
     source = Path(path)
     try:
-        data = source.read_bytes()
+        data = _map(source)
     except OSError as err:
         raise CheckpointError(f"cannot read: {err.strerror or err}", path=source) from None
-    if len(data) < HEADER.size or not data.startswith(MAGIC):
+    if len(data) < HEADER.size or bytes(data[: len(MAGIC)]) != MAGIC:
         raise CheckpointError(
             f"not an edgetrain checkpoint (it does not start with {MAGIC.decode()})", path=source
         )
@@ -132,7 +135,7 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
             f"checkpoint format version {version}; this edgetrain reads version {VERSION}",
             path=source,
         )
-    payload = memoryview(data)[HEADER.size :]
+    payload = data[HEADER.size :]
     if len(payload) != length:
         raise CheckpointError(
             f"truncated or padded: the header announces {length} payload bytes, the file "
@@ -144,6 +147,14 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
             "corrupt: the SHA-256 of its payload does not match its header", path=source
         )
     return _parse_payload(source, payload)
+
+
+def _map(source: Path) -> memoryview:
+    """The file's bytes: a read-only memory map (an empty file gives empty bytes)."""
+    with source.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return memoryview(b"")
+        return memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
 
 
 def _parse_payload(source: Path, payload: memoryview) -> Checkpoint:
@@ -209,7 +220,7 @@ def save_checkpoint(
     target = folder / checkpoint_name(iteration)
     write_checkpoint(target, tensors, state)
     for old in checkpoint_files(folder)[:-KEEP]:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # one more old file is harmless
             old.unlink()
     return target
 
