@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -283,7 +283,8 @@ class RunPosition:
     """Where a run is: ``batch`` batches of epoch ``epoch`` are done (``batch`` equal to
     the epoch's batch count means its training is done but not its validation);
     ``loader_rng`` is the loader's generator state when ``epoch`` began; the sums are
-    the epoch's metrics so far."""
+    the epoch's metrics so far. ``consistent`` is False while a step or an epoch's end
+    is half done: an interrupt arriving then saves nothing."""
 
     loader_rng: dict[str, Any]
     epoch: int = 0
@@ -405,7 +406,7 @@ class _DeferredInterrupt:
         self.requested = False
         self._previous: Any = None
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> _DeferredInterrupt:  # noqa: PYI034 - Self needs Python 3.11
         if (
             threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler
