@@ -78,17 +78,15 @@ def test_a_budget_the_plan_meets_swaps_nothing(tmp_path: Path) -> None:
 def test_an_impossible_budget_names_the_smallest_that_fits(tmp_path: Path) -> None:
     model = _compiled("residual")
     weights = model.get_weights()
-    layers, loss, _, optimizer = BUILDERS["residual"]()
+    _, _, _, optimizer = BUILDERS["residual"]()
     with pytest.raises(
         ConfigError, match="no swap schedule fits a memory budget of 1.00 KiB"
     ) as info:
         model.compile(optimizer(), batch_size=4, memory_budget="1KiB", swap_dir=tmp_path)
     assert info.value.key == "memory_budget"
-    smallest = int(
-        re.search(r"smallest resident arena is .*? \(([\d,]+) bytes", str(info.value))
-        .group(1)
-        .replace(",", "")
-    )  # type: ignore[union-attr]
+    found = re.search(r"smallest resident arena is .*? \(([\d,]+) bytes", str(info.value))
+    assert found is not None
+    smallest = int(found.group(1).replace(",", ""))
     for key, value in weights.items():
         np.testing.assert_array_equal(model.get_weights()[key], value)
     assert not list(tmp_path.iterdir())
@@ -218,7 +216,9 @@ def test_plan_chart_marks_swapped_segments(tmp_path: Path) -> None:
 
     schedule = plan_swap(model.program, lookahead=1)
     figure = swap_figure(schedule, title="t")
-    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    legend = figure.axes[0].get_legend()
+    assert legend is not None
+    labels = [t.get_text() for t in legend.get_texts()]
     assert "read in" in labels and "written out" in labels
     assert any(label.endswith("(swapped)") for label in labels)
 

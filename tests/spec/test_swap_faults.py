@@ -37,7 +37,7 @@ def _trained_model(batch: int) -> tuple[Model, np.ndarray, np.ndarray]:
 def _fails_cleanly(directory: Path, match: str, watch: Path | None = None, batch: int = 4) -> None:
     model, x, y = _trained_model(batch)
     before = model.get_weights()
-    layers, loss, _, optimizer = BUILDERS["convnet"]()
+    _, _, _, optimizer = BUILDERS["convnet"]()
     with pytest.raises(SwapError, match=match) as info:
         model.compile(optimizer(), batch_size=batch, seed=3, swap=True, swap_dir=directory)
     assert isinstance(info.value, EdgetrainError) and isinstance(info.value, OSError)
@@ -113,14 +113,16 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     if shutil.which("mount") is None:
         pytest.skip("no mount command")
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
+        subprocess.run(["umount", str(mount)], capture_output=True, check=False)
 
 
 def test_a_real_file_system_too_small(small_tmpfs: Path) -> None:

@@ -5,6 +5,8 @@ checker, on the example models and on random graphs."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,8 +14,8 @@ from hypothesis import strategies as st
 from edgetrain import Model
 from edgetrain.errors import ConfigError
 from edgetrain.planning import plan_memory
-from edgetrain.planning.lifetimes import Lifespan
 from edgetrain.planning.budget import choose_swap
+from edgetrain.planning.lifetimes import Lifespan
 from edgetrain.planning.swap import Exit, plan_swap, split_uses, swap_candidates
 from edgetrain.planning.swap_check import check_swap
 from planning_models import BUILDERS, random_models
@@ -117,7 +119,7 @@ def test_every_example_schedule_passes_the_checker(name: str, lookahead: int) ->
     assert max(o.resident_bytes for o in schedule.orders) == schedule.resident_lower_bound
     for buffer in schedule.swapped:
         segments = schedule.segments[buffer]
-        for a, b in zip(segments, segments[1:]):
+        for a, b in itertools.pairwise(segments):
             assert b.uses[0] - a.uses[-1] >= lookahead + 2
             assert b.start == b.uses[0] - lookahead and a.end == a.uses[-1]
         if base.buffers[buffer].lifespan is Lifespan.PERSISTENT:

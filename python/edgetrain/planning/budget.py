@@ -19,6 +19,7 @@ The lookahead moving the fewest bytes wins (the larger on ties: more time to pre
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,14 +30,16 @@ from numpy.typing import NDArray
 from ..errors import ConfigError
 from ..program import Program
 from .plan import MemoryPlan, plan_memory
-from .planners import get_planner
+from .planners import arena_size, get_planner
 from .report import format_bytes
 from .swap import (
     Exit,
+    Run,
     SwapSchedule,
     buffer_nbytes,
     buffer_runs,
     plan_swap,
+    resident_blocks,
     swap_candidates,
     untrained_weights,
 )
@@ -93,6 +96,7 @@ class _Candidate:
     size: int
     moved: int
     absent: tuple[tuple[int, int], ...]
+    runs: tuple[Run, ...]
 
     @property
     def relief(self) -> int:
@@ -112,12 +116,12 @@ def _candidates(program: Program, base: MemoryPlan, lookahead: int) -> list[_Can
         held = [(0, -1)] + [(r.start, r.end) for r in runs] + [(last + 1, last + 1)]
         absent = tuple(
             (max(a_end + 1, buffer.first), min(b_start - 1, buffer.last))
-            for (_, a_end), (b_start, _) in zip(held, held[1:])
+            for (_, a_end), (b_start, _) in itertools.pairwise(held)
             if max(a_end + 1, buffer.first) <= min(b_start - 1, buffer.last)
         )
         nbytes = buffer_nbytes(base, name)
         moved = nbytes * sum(int(r.read_in) + int(r.exit is Exit.WRITE) for r in runs)
-        found.append(_Candidate(name, index, buffer.size, moved, absent))
+        found.append(_Candidate(name, index, buffer.size, moved, absent, tuple(runs)))
     return found
 
 
@@ -155,11 +159,10 @@ def _relieve(
     while True:
         peak = int(live.max()) if len(live) else 0
         if peak <= target:
-            names = [c.buffer for c in chosen]
-            schedule = plan_swap(program, names, lookahead=lookahead, planner=planner, plan=base)
-            if schedule.resident_bytes <= budget:
+            arena = _arena(base, chosen, planner)
+            if arena <= budget:
                 return chosen
-            target -= max(schedule.resident_bytes - budget, 64)
+            target -= max(arena - budget, 64)
             continue
         order = int(np.argmax(live))
         taken = {c.buffer for c in chosen}
@@ -172,6 +175,16 @@ def _relieve(
             live[start : stop + 1] -= pick.size
 
 
+def _arena(base: MemoryPlan, chosen: Sequence[_Candidate], planner: str) -> int:
+    """The resident arena with ``chosen`` swapped (what ``plan_swap`` would place)."""
+    blocks, _ = resident_blocks(base, {c.buffer: c.runs for c in chosen})
+    return arena_size(blocks, get_planner(planner).place(blocks))
+
+
+#: most resident arenas placed while pruning, per lookahead (placing is the slow part)
+PRUNE_PLACEMENTS = 48
+
+
 def _prune(
     program: Program,
     base: MemoryPlan,
@@ -181,20 +194,62 @@ def _prune(
     chosen: list[_Candidate],
 ) -> SwapSchedule | None:
     """Step 3: un-swap what is not needed, the most bytes moved first; None if even
-    ``chosen`` does not fit."""
-    names = [c.buffer for c in chosen]
-    best = plan_swap(program, names, lookahead=lookahead, planner=planner, plan=base)
-    if best.resident_bytes > budget:
+    ``chosen`` does not fit. Candidates whose return keeps the live maximum within the
+    budget less the current fragmentation are returned as a group; when the group's arena
+    does not fit, the longest prefix that does is found by bisection and the candidate
+    after it stays swapped. At most ``PRUNE_PLACEMENTS`` arenas are placed."""
+    arena = _arena(base, chosen, planner)
+    if arena > budget:
         return None
-    for c in sorted(chosen, key=lambda c: (-c.moved, c.index)):
-        rest = [d for d in chosen if d is not c]
-        if int(_live(base, rest).max()) > budget:
-            continue
-        names = [d.buffer for d in rest]
-        trial = plan_swap(program, names, lookahead=lookahead, planner=planner, plan=base)
-        if trial.resident_bytes <= budget:
-            chosen, best = rest, trial
-    return best
+    placements = 1
+    keep = list(chosen)
+    pending = sorted(chosen, key=lambda c: (-c.moved, c.index))
+    while pending and placements < PRUNE_PLACEMENTS:
+        live = _live(base, keep)
+        limit = budget - (arena - int(live.max()))
+        group: list[_Candidate] = []
+        for c in pending:
+            back = live.copy()
+            for start, stop in c.absent:
+                back[start : stop + 1] += c.size
+            if int(back.max()) <= limit:
+                group.append(c)
+                live = back
+        if not group:
+            break
+        sizes: dict[int, int] = {}
+
+        def arena_without(
+            count: int,
+            group: list[_Candidate] = group,
+            keep: list[_Candidate] = keep,
+            sizes: dict[int, int] = sizes,
+        ) -> int:
+            if count not in sizes:
+                gone = {c.buffer for c in group[:count]}
+                sizes[count] = _arena(base, [c for c in keep if c.buffer not in gone], planner)
+            return sizes[count]
+
+        low, high = 0, len(group)
+        sizes[0] = arena
+        if arena_without(high) > budget:
+            while high - low > 1 and placements + len(sizes) < PRUNE_PLACEMENTS:
+                middle = (low + high) // 2
+                if arena_without(middle) <= budget:
+                    low = middle
+                else:
+                    high = middle
+            high = low
+        placements += len(sizes) - 1
+        arena = sizes[high]
+        gone = {c.buffer for c in group[:high]}
+        blocked = {group[high].buffer} if high < len(group) else set()
+        keep = [c for c in keep if c.buffer not in gone]
+        pending = [c for c in pending if c.buffer not in gone | blocked]
+        if not blocked:
+            break
+    names = [c.buffer for c in keep]
+    return plan_swap(program, names, lookahead=lookahead, planner=planner, plan=base)
 
 
 def choose_swap(

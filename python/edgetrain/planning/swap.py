@@ -14,7 +14,7 @@ swapped buffer are in the swap file between iterations. Every rule, with its rea
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,7 +229,9 @@ def swap_candidates(plan: MemoryPlan, lookahead: int) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Run:
+class Run:
+    """One segment before it is placed (``spec/swapping.md`` section 3)."""
+
     start: int
     end: int
     uses: tuple[int, ...]
@@ -243,13 +245,13 @@ def buffer_runs(
     buffer: BufferPlan,
     lookahead: int,
     untrained: Collection[str],
-) -> list[_Run]:
+) -> list[Run]:
     """The segments of a swapped buffer, before offsets are given (``spec/swapping.md`` §3)."""
     uses = buffer_uses(plan, buffer)
     writes = buffer_writes(program, plan, buffer, untrained)
     persistent = buffer.lifespan is Lifespan.PERSISTENT
     runs = split_uses(uses, lookahead)
-    result: list[_Run] = []
+    result: list[Run] = []
     for j, run in enumerate(runs):
         dirty = any(k in writes for k in run)
         if j == 0 and not persistent:
@@ -262,11 +264,33 @@ def buffer_runs(
             exit_ = Exit.FREE
         else:
             exit_ = Exit.WRITE if (j == 0 or dirty) else Exit.DROP
-        result.append(_Run(start, run[-1], run, read_in, exit_))
+        result.append(Run(start, run[-1], run, read_in, exit_))
     return result
 
 
 # -- the schedule ------------------------------------------------------------------------
+
+
+def resident_blocks(
+    base: MemoryPlan, runs: Mapping[str, Sequence[Run]]
+) -> tuple[list[Block], dict[str, tuple[str, int | None]]]:
+    """The resident arena's blocks in buffer order: one per unswapped buffer, one per
+    segment (``<buffer>#<j>``) of each buffer in ``runs``; and each block's (buffer,
+    segment number or None)."""
+    blocks: list[Block] = []
+    owner: dict[str, tuple[str, int | None]] = {}
+    for buffer in base.buffers.values():
+        if buffer.name in runs:
+            for j, run in enumerate(runs[buffer.name]):
+                block_name = f"{buffer.name}#{j}"
+                blocks.append(Block(block_name, buffer.size, run.start, run.end, len(blocks)))
+                owner[block_name] = (buffer.name, j)
+        else:
+            blocks.append(Block(buffer.name, buffer.size, buffer.first, buffer.last, len(blocks)))
+            owner[buffer.name] = (buffer.name, None)
+    if len(owner) != len(blocks):
+        raise ConfigError("buffer names collide with swap segment names ('<buffer>#<n>')")
+    return blocks, owner
 
 
 def plan_swap(
@@ -306,19 +330,7 @@ def plan_swap(
         name: buffer_runs(program, base, base.buffers[name], lookahead, untrained)
         for name in order_names
     }
-    blocks: list[Block] = []
-    owner: dict[str, tuple[str, int | None]] = {}
-    for buffer in base.buffers.values():
-        if buffer.name in wanted:
-            for j, run in enumerate(runs[buffer.name]):
-                block_name = f"{buffer.name}#{j}"
-                blocks.append(Block(block_name, buffer.size, run.start, run.end, len(blocks)))
-                owner[block_name] = (buffer.name, j)
-        else:
-            blocks.append(Block(buffer.name, buffer.size, buffer.first, buffer.last, len(blocks)))
-            owner[buffer.name] = (buffer.name, None)
-    if len(owner) != len(blocks):
-        raise ConfigError("buffer names collide with swap segment names ('<buffer>#<n>')")
+    blocks, owner = resident_blocks(base, runs)
     offsets = chosen.place(blocks)
     orders = len(program.steps)
     bound, peak = lower_bound(blocks, orders)
@@ -335,7 +347,7 @@ def plan_swap(
                 r.exit,
                 offsets[f"{name}#{j}"],
                 base.buffers[name].size,
-            )  # fmt: skip
+            )
             for j, r in enumerate(runs[name])
         )
         for name in order_names
@@ -396,17 +408,26 @@ def _order_events(
     segments: dict[str, tuple[Segment, ...]],
     live: Sequence[int],
 ) -> tuple[OrderSwap, ...]:
+    segs = [s for ss in segments.values() for s in ss]
+    starts: dict[int, list[Segment]] = {}
+    ends: dict[int, list[Segment]] = {}
+    for seg in segs:
+        starts.setdefault(seg.start, []).append(seg)
+        ends.setdefault(seg.end, []).append(seg)
+    alive: dict[int, list[str]] = {}
+    for b in blocks:
+        for k in range(b.first, b.last + 1):
+            alive.setdefault(k, []).append(owner[b.name][0])
     result = []
     for k in range(len(base.steps)):
-        resident = tuple(owner[b.name][0] for b in blocks if b.first <= k <= b.last)
-        segs = [s for ss in segments.values() for s in ss]
+        leaving = ends.get(k, [])
         result.append(
             OrderSwap(
                 order=k,
-                read_in=tuple(s.buffer for s in segs if s.read_in and s.start == k),
-                written_out=tuple(s.buffer for s in segs if s.exit is Exit.WRITE and s.end == k),
-                dropped=tuple(s.buffer for s in segs if s.exit is Exit.DROP and s.end == k),
-                resident=resident,
+                read_in=tuple(s.buffer for s in starts.get(k, []) if s.read_in),
+                written_out=tuple(s.buffer for s in leaving if s.exit is Exit.WRITE),
+                dropped=tuple(s.buffer for s in leaving if s.exit is Exit.DROP),
+                resident=tuple(alive.get(k, [])),
                 resident_bytes=live[k],
             )
         )

@@ -90,10 +90,11 @@ def _transfers(schedule: SwapSchedule) -> str:
     it); ``in`` before the step, ``out`` after it."""
     plan = schedule.plan
     width = max([len("node"), *(len(s.node) for s in plan.steps)])
-    lines = [
+    header = (
         f"order  {'step':17}  {'node':{width}}  {'resident':>10}   transfers "
         "(in: read before the step; out: written after it; drop: released, the file is current)"
-    ]
+    )
+    lines = [header]
     for o in schedule.orders:
         step = plan.steps[o.order]
         mark = "  <- peak" if o.order == schedule.resident_peak_order else ""
