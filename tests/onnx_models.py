@@ -209,6 +209,17 @@ def conv1d_net(path: Path) -> Path:
     return b.save(path, {"input": [BATCH, 4, 32]}, out, 2)
 
 
+def digits_cnn(path: Path) -> Path:
+    """A small CNN for 1x8x8 digits: conv-relu-maxpool, the flatten chain, Linear(64, 10)
+    and Softmax -- what a server would send for on-device fine-tuning."""
+    b = Builder(14)
+    h = b.node("Relu", [b.conv("input", "conv", 1, 4, 3, pads=(1, 1, 1, 1))], "/relu/Relu")
+    h = b.node("MaxPool", [h], "/pool/MaxPool", kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 0, 0])
+    h = b.gemm(b.flatten_chain(h), "fc", 64, 10)
+    out = b.node("Softmax", [h], "/softmax/Softmax", axis=1)
+    return b.save(path, {"input": [BATCH, 1, 8, 8]}, out, 2)
+
+
 def reference_outputs(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     """What ``onnx.reference.ReferenceEvaluator`` computes for the model's output."""
     result = ReferenceEvaluator(str(path)).run(None, feeds)[0]

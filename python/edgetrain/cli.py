@@ -25,6 +25,7 @@ from .datasets import NAMED_DATASETS, RawFileDataset, load_named
 from .errors import ConfigError, DataError, EdgetrainError, SaveError
 from .freezing import unfrozen_plan
 from .model import Model
+from .optimizers import OPTIMIZERS
 from .planning import PLANNERS, MemoryPlan
 from .planning.report import format_bytes
 from .planning.swap_report import render_swap
@@ -540,6 +541,37 @@ def export(args: argparse.Namespace) -> int:
 
 def _input_names(model: Model) -> str:
     return ", ".join(f"'{node.name}'" for node in model.graph.input_nodes())
+
+
+# -- import ------------------------------------------------------------------------------
+
+
+def _import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("onnx", type=Path, help="an ONNX model (exported from PyTorch or another framework)")
+    parser.add_argument("--ini", type=Path, required=True, metavar="FILE", help="the model file to write")
+    parser.add_argument(
+        "--weights", type=Path, required=True, metavar="FILE", help="its weights (.bin, .npz or .safetensors)"
+    )
+    parser.add_argument("--loss", help="loss on the output, for fine-tuning (e.g. cross_entropy, mse)")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="optimizer written to the model file")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="its learning rate (default 0.001)")
+    parser.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
+
+
+@command("import", "turn an ONNX model into a model file and its weights, to fine-tune here", _import_arguments)
+def import_(args: argparse.Namespace) -> int:
+    if args.optimizer is not None and args.loss is None:
+        raise ConfigError("--optimizer needs --loss: fine-tuning needs a loss")
+    model = Model.from_onnx(args.onnx, loss=args.loss)
+    optimizer = OPTIMIZERS[args.optimizer](args.learning_rate) if args.optimizer else None
+    model.compile(optimizer, batch_size=args.batch_size)
+    check_save_path(args.weights)
+    model.to_ini(args.ini)
+    model.save(args.weights)
+    parameters = sum(value.size for value in model.get_weights().values())
+    print(f"{args.onnx.name}: {len(model.layers)} layers, {parameters:,} weights")
+    print(f"wrote {args.ini} and {args.weights}")
+    return 0
 
 
 # -- model files ---------------------------------------------------------------------------

@@ -410,3 +410,48 @@ def test_nan_weights_are_refused_naming_the_file_and_weight(tmp_path: Path) -> N
     path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4]}, out, 2)
     with pytest.raises(ModelFileError, match=r"m\.onnx: weight 'fc:weight' contains NaN"):
         Model.from_onnx(path)
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def test_cli_import_writes_a_model_file_that_trains_from_the_imported_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgetrain import cli
+
+    onnx_path = M.digits_cnn(tmp_path / "digits.onnx")
+    ini, weights = tmp_path / "digits.ini", tmp_path / "digits.bin"
+    code = cli.main(["import", str(onnx_path), "--ini", str(ini), "--weights", str(weights),
+                     "--loss", "cross_entropy", "--optimizer", "adam", "--learning-rate", "0.01", "--batch-size", "16"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    assert "digits.onnx: 7 layers, 690 weights" in out
+    text = ini.read_text()
+    assert "type = adam" in text.lower().replace("\t", " ") and "batch_size = 16" in text
+    imported = Model.from_onnx(onnx_path, loss="cross_entropy")
+    model = Model.from_ini(ini)
+    model.compile(None, batch_size=1)
+    model.load(weights)
+    x = np.random.default_rng(14).normal(size=(4, 1, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(x), imported.predict(x))
+    code = cli.main(["train", str(ini), "--data", "digits", "--load", str(weights), "--epochs", "1", "--quiet",
+                     "--save", str(tmp_path / "tuned.bin")])
+    out, _ = capsys.readouterr()
+    assert code == 0 and "starting from the weights in" in out and (tmp_path / "tuned.bin").is_file()
+
+
+def test_cli_import_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgetrain import cli
+
+    onnx_path = M.digits_cnn(tmp_path / "digits.onnx")
+    code = cli.main(["import", str(onnx_path), "--ini", str(tmp_path / "a.ini"), "--weights", str(tmp_path / "a.bin"),
+                     "--optimizer", "sgd"])
+    _, err = capsys.readouterr()
+    assert code == 2 and err == "edgetrain: error: --optimizer needs --loss: fine-tuning needs a loss\n"
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    code = cli.main(["import", str(tmp_path / "junk.onnx"), "--ini", str(tmp_path / "a.ini"),
+                     "--weights", str(tmp_path / "a.bin")])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.startswith("edgetrain: error: ") and "junk.onnx: is not" in err
+    assert not (tmp_path / "a.ini").exists()
