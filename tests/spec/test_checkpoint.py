@@ -209,6 +209,26 @@ def test_resume_with_heap_store_poisoned_arena_or_swapping(
     assert_same_optimizer_state(reference, resumed)
 
 
+def test_resume_with_a_frozen_backbone(tmp_path: Path) -> None:
+    """Fine-tuning a head over a frozen layer (fewer optimizer tensors) resumes exactly."""
+
+    def make() -> Model:
+        model = mlp(OPTIMIZERS["adam+cosine"]())
+        model.freeze(up_to="hidden")
+        return model
+
+    reference, _ = uninterrupted(make)
+    with pytest.raises(Crash):
+        make().fit(
+            X, Y, **FIT, checkpoint=tmp_path, checkpoint_every=4, progress=crash_at(1, 3, Crash())
+        )
+    resumed = make()
+    resumed.fit(X, Y, **FIT, checkpoint=tmp_path, resume=True)
+    assert not any(name.startswith("hidden:") for name in resumed.optimizer_state().tensors)
+    assert_same_weights(reference, resumed)
+    assert_same_optimizer_state(reference, resumed)
+
+
 def test_without_shuffling_and_with_validation_data(tmp_path: Path) -> None:
     fit = {"epochs": EPOCHS, "shuffle": False, "validation_data": (X[:20], Y[:20])}
     make = maker("sgd-momentum+step")
