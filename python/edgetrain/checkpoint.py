@@ -18,6 +18,7 @@ import json
 import mmap
 import os
 import re
+import secrets
 import struct
 import warnings
 from collections.abc import Mapping
@@ -204,12 +205,7 @@ def checkpoint_files(directory: PathLike) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def save_checkpoint(
-    directory: PathLike, iteration: int, tensors: Mapping[str, Array], state: Mapping[str, Any]
-) -> Path:
-    """Write the checkpoint of ``iteration`` into ``directory`` (created if missing), then
-    remove all but the newest :data:`KEEP` files: the previous good checkpoint is only
-    removed once a newer one is complete on disk."""
+def _make_directory(directory: PathLike) -> Path:
     folder = Path(directory)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -217,6 +213,31 @@ def save_checkpoint(
         raise SaveError(
             f"cannot create the checkpoint directory {folder}: {err.strerror or err}"
         ) from None
+    return folder
+
+
+def check_checkpoint_directory(directory: PathLike) -> Path:
+    """Make sure checkpoints can be written in ``directory`` before training starts (so a
+    bad path costs seconds, not an epoch): it is created if missing, and a probe file is
+    written there and removed. Raises :class:`SaveError`."""
+    folder = _make_directory(directory)
+    probe = folder / f".checkpoint-probe.{secrets.token_hex(4)}.tmp"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as err:
+        raise SaveError(f"cannot save checkpoints in {folder}: {err.strerror or err}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return folder
+
+
+def save_checkpoint(
+    directory: PathLike, iteration: int, tensors: Mapping[str, Array], state: Mapping[str, Any]
+) -> Path:
+    """Write the checkpoint of ``iteration`` into ``directory`` (created if missing), then
+    remove all but the newest :data:`KEEP` files: the previous good checkpoint is only
+    removed once a newer one is complete on disk."""
+    folder = _make_directory(directory)
     target = folder / checkpoint_name(iteration)
     write_checkpoint(target, tensors, state)
     for old in checkpoint_files(folder)[:-KEEP]:

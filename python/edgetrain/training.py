@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .checkpoint import checkpoint_files, newest_valid, save_checkpoint
+from .checkpoint import (
+    check_checkpoint_directory,
+    checkpoint_files,
+    newest_valid,
+    save_checkpoint,
+)
 from .data import DataLoader, Dataset
 from .errors import CheckpointError, ConfigError, StateError
 from .executor import Executor
@@ -459,6 +464,7 @@ def fit_loop(
             train=train,
             valid=valid,
         )
+        check_checkpoint_directory(checkpoint)
         loop.keeper = Checkpointer(Path(checkpoint), model, trainer, settings, epochs)
         loop.every = checkpoint_every
         resumed = loop.keeper.resume(loop.history) if resume else None

@@ -372,6 +372,14 @@ def test_a_failed_save_keeps_the_previous_checkpoints(
     assert sorted(os.listdir(tmp_path)) == sorted(before)
 
 
+def test_an_unusable_directory_fails_before_training(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    model = mlp(OPTIMIZERS["adam+cosine"]())
+    with pytest.raises(SaveError, match="cannot create the checkpoint directory .*file/run"):
+        model.fit(X, Y, **FIT, checkpoint=tmp_path / "file" / "run")
+    assert model.iteration == 0
+
+
 # -- damaged files ---------------------------------------------------------------------------------------
 
 
