@@ -195,11 +195,13 @@ def _plan_swap(
     from .planning.budget import choose_swap, parse_budget
     from .planning.swap import plan_swap
 
+    if args.inference:
+        if args.memory_budget is not None:
+            raise ConfigError("--memory-budget applies to training: drop --inference")
+        return None, None
     options = _swap_options(args, model)
     if not ({"memory_budget", "swap"} & set(options)):
         return None, None
-    if args.inference:
-        raise ConfigError("swapping applies to training: drop --inference")
     lookahead = options.get("lookahead")
     assert lookahead is None or isinstance(lookahead, int)
     if "memory_budget" in options:

@@ -254,3 +254,15 @@ def test_train_under_a_budget_and_with_the_model_files_swap_keys(
         got = np.load(saved[label])
         for key in want.files:
             np.testing.assert_array_equal(got[key], want[key], err_msg=f"{label} {key}")
+
+
+def test_plan_follows_the_model_files_swap_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keyed = _model_file(tmp_path, "memory_swap = true\nmemory_swap_lookahead = 1")
+    assert main(["plan", str(keyed), "--brief"]) == 0
+    assert "swap schedule:" in capsys.readouterr().out
+    assert main(["plan", str(keyed), "--inference", "--brief"]) == 0  # inference never swaps
+    assert "swap schedule:" not in capsys.readouterr().out
+    assert main(["plan", str(keyed), "--inference", "--memory-budget", "1MiB"]) == 2
+    assert "applies to training" in capsys.readouterr().err

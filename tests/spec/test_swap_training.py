@@ -190,3 +190,28 @@ def test_an_error_inside_an_iteration_keeps_the_latest_weights(tmp_path: Path) -
     for key, value in model.get_weights().items():
         np.testing.assert_array_equal(value, weights[key])
     model.train_step(x, y)
+
+
+def test_the_swap_file_is_removed_when_the_process_dies_of_an_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+        from edgetrain import Model
+        from planning_models import BUILDERS
+        layers, loss, _, optimizer = BUILDERS["mlp"]()
+        model = Model(layers, loss=loss)
+        model.compile(optimizer(), batch_size=4, swap=True, swap_dir={str(tmp_path)!r})
+        assert len(list(__import__("pathlib").Path({str(tmp_path)!r}).iterdir())) == 1
+        raise RuntimeError("the training script fails")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1 and "the training script fails" in done.stderr
+    assert not list(tmp_path.iterdir())
