@@ -94,12 +94,12 @@ class Builder:
         )
 
     def save(self, path: Path, inputs: dict[str, Sequence[int | str]], output: str, rank: int,
-             opset: int = OPSET, outputs: Sequence[str] | None = None) -> Path:
+             opset: int = OPSET, outputs: Sequence[str] | None = None, out_type: int = TensorProto.FLOAT) -> Path:
         graph = helper.make_graph(
             self.nodes,
             "main_graph",
             [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in inputs.items()],
-            [helper.make_tensor_value_info(o, TensorProto.FLOAT, [None] * rank) for o in (outputs or [output])],
+            [helper.make_tensor_value_info(o, out_type, [None] * rank) for o in (outputs or [output])],
             self.initializers,
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pytorch")

@@ -34,7 +34,7 @@ IMPORTED = {
     "test_softmax_functional_dim3", "test_softmax_lastdim", "test_operator_concat2", "test_operator_conv",
     "test_operator_flatten", "test_Conv1d", "test_Conv1d_dilated", "test_Conv1d_pad1", "test_Conv1d_pad1size1",
     "test_Conv1d_pad2", "test_Conv1d_pad2size1", "test_Conv1d_stride", "test_MaxPool1d", "test_MaxPool1d_stride",
-    "test_operator_maxpool",
+    "test_operator_maxpool", "test_Embedding", "test_Embedding_sparse",
 }
 
 pytestmark = pytest.mark.skipif(not CASES, reason="this onnx installation has no backend test data")

@@ -178,8 +178,8 @@ def test_float64_models_export_as_float32(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("layers", "message"),
     [
-        ([L.Input(shape=(4,), name="x"), L.Embedding(in_dim=5, out_dim=3, name="embed")],
-         r"layer 'embed' \(embedding\) cannot be exported to ONNX: no ONNX mapping"),
+        ([L.Input(shape=(4,), name="x"), L.FullyConnected(unit=3, activation="swish", name="fc")],
+         r"layer 'fc/activation' \(activation\) cannot be exported to ONNX: activation swish"),
         ([L.Input(shape=(4,), name="x"), L.FullyConnected(unit=3, activation="gelu", name="fc")],
          r"layer 'fc/activation' \(activation\) cannot be exported to ONNX: activation gelu"),
         ([L.Input(shape=(4, 6), name="x"), L.BatchNormalization(name="bn")],
@@ -271,3 +271,32 @@ def test_a_model_with_two_inputs_exports_both(tmp_path: Path) -> None:
     again = Model.from_onnx(tmp_path / "m.onnx")
     again.compile(None, batch_size=model.batch_size)
     np.testing.assert_array_equal(again.predict([xl, xr]), model.predict([xl, xr]))
+
+
+def test_embedding_and_split_export_and_round_trip(tmp_path: Path) -> None:
+    """Embedding: the float ids cast to int64, then Gather of the table; Split: equal
+    parts with the sizes as an input. Both come back as the same layers."""
+    model = Model(
+        [
+            L.Input(shape=(6,), name="tokens"),
+            L.Embedding(in_dim=9, out_dim=4, name="embed"),
+            L.Split(axis=1, split_number=3, name="thirds"),
+            L.FullyConnected(unit=2, name="first", input_layers="thirds(0)"),
+            L.FullyConnected(unit=2, name="last", input_layers="thirds(2)"),
+            L.Addition(name="both", input_layers="first, last"),
+            L.Flatten(name="flat"),
+            L.FullyConnected(unit=3, name="head"),
+        ],
+        "cross_entropy",
+    )
+    _randomized(model)
+    export_onnx(model, tmp_path / "m.onnx")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    assert [n.op_type for n in proto.graph.node][:3] == ["Cast", "Gather", "Split"]
+    ids = np.random.default_rng(6).integers(0, 9, size=(5, 6)).astype(np.float32)
+    expected = ReferenceEvaluator(proto).run(None, {"tokens": ids})[0]
+    np.testing.assert_allclose(model.predict(ids), expected, rtol=RTOL, atol=ATOL)
+    again = Model.from_onnx(tmp_path / "m.onnx", loss="cross_entropy")
+    assert {layer.name: layer.type_name for layer in again.layers}.items() >= {("embed", "embedding"), ("thirds", "split")}
+    again.compile(None, batch_size=model.batch_size)
+    np.testing.assert_array_equal(again.predict(ids), model.predict(ids))

@@ -239,12 +239,12 @@ def test_symbolic_feature_sizes_and_integer_inputs_are_refused(tmp_path: Path) -
     with pytest.raises(ModelFileError, match=r"symbolic size 'features' on axis 1"):
         Model.from_onnx(path)
     graph = helper.make_graph(
-        [helper.make_node("Relu", ["ids"], ["y"], name="r")], "g",
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.INT64, ["N", 4])],
+        [helper.make_node("Not", ["mask"], ["y"], name="r")], "g",
+        [helper.make_tensor_value_info("mask", TensorProto.BOOL, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.BOOL, ["N", 4])],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "b.onnx"))
-    with pytest.raises(ModelFileError, match="input 'ids' is INT64"):
+    with pytest.raises(ModelFileError, match="input 'mask' is BOOL: only float inputs and integer ids"):
         Model.from_onnx(tmp_path / "b.onnx")
 
 
@@ -455,3 +455,53 @@ def test_cli_import_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     _, err = capsys.readouterr()
     assert code == 2 and err.startswith("edgetrain: error: ") and "junk.onnx: is not" in err
     assert not (tmp_path / "a.ini").exists()
+
+
+def test_an_embedding_on_int64_token_ids_as_pytorch_exports_it(tmp_path: Path) -> None:
+    """nn.Embedding: Gather(embedding.weight, input_ids) on an INT64 input; the ids are
+    fed to edgetrain as whole numbers in its float tensors."""
+    b = M.Builder(15)
+    table = b.weight("embedding.weight", (10, 3), 1.0)
+    h = b.node("Gather", [table, "input_ids"], "/embedding/Gather")
+    h = b.node("Flatten", [h], "/Flatten", axis=1)
+    out = b.gemm(h, "fc", 12, 2)
+    graph = helper.make_graph(
+        b.nodes, "tokens", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [M.BATCH, 4])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [M.BATCH, 2])], b.initializers,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.save(proto, str(tmp_path / "m.onnx"))
+    model = Model.from_onnx(tmp_path / "m.onnx", loss="mse")
+    assert [layer.type_name for layer in model.layers][:2] == ["input", "embedding"]
+    ids = np.random.default_rng(16).integers(0, 10, size=(5, 4))
+    expected = M.reference_outputs(tmp_path / "m.onnx", {"input_ids": ids})
+    np.testing.assert_allclose(model.predict(ids.astype(np.float32)), expected, rtol=RTOL, atol=ATOL)
+    model.compile(SGD(0.1), batch_size=5)
+    target = np.zeros((5, 2), np.float32)
+    losses = [model.train_step(ids.astype(np.float32), target) for _ in range(5)]
+    assert losses[-1] < losses[0]
+
+
+def test_integer_ids_used_as_numbers_are_refused(tmp_path: Path) -> None:
+    b = M.Builder()
+    ids = b.node("Cast", ["input"], "/Cast", to=TensorProto.INT64)
+    out = b.node("Flatten", [ids], "/Flatten")
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4, 2]}, out, 2, out_type=TensorProto.INT64)
+    with pytest.raises(ModelFileError, match=r"node '/Flatten' \(Flatten\): input 0 .* holds integer ids"):
+        Model.from_onnx(path)
+
+
+def test_split_into_equal_parts_as_torch_chunk_exports_it(tmp_path: Path) -> None:
+    b = M.Builder(17)
+    parts = b.node("Split", ["input", b.const("sizes", np.array([2, 2, 2], np.int64))], "/Split", outputs=3, axis=1)
+    second = "/Split_output_1"
+    out = b.node("Add", [b.node("Relu", [parts], "/Relu"), b.node("Tanh", [second], "/Tanh")], "/Add")
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 6, 5]}, out, 3)
+    model = _check_against_reference(path, (6, 5))
+    assert [layer.type_name for layer in model.layers].count("split") == 1
+    uneven = M.Builder()
+    part = uneven.node("Split", ["input", uneven.const("sizes", np.array([2, 4], np.int64))], "/Split", outputs=2, axis=1)
+    path = uneven.save(tmp_path / "u.onnx", {"input": [M.BATCH, 6]}, part, 2)
+    with pytest.raises(ModelFileError, match=r"\(Split\): splits axis 1 of size 6 into \[2, 4\]"):
+        Model.from_onnx(path)

@@ -24,10 +24,20 @@ class Refused(ValueError):
 
 @dataclass(frozen=True)
 class Tensor:
-    """A value computed by layer ``layer`` at run time, of ``(batch, *shape)``."""
+    """A value computed at run time, of ``(batch, *shape)``: output 0 of layer ``layer``, or
+    output ``i`` when ``layer`` is written ``name(i)`` (edgetrain's port syntax).
+
+    ``ids``: integer ids (an integer graph input, or a cast to an integer type), which
+    edgetrain carries in its float tensors and only an embedding lookup may read."""
 
     layer: str
     shape: Shape
+    ids: bool = False
+
+    @property
+    def source(self) -> str:
+        """The name of the layer computing it (without the output index)."""
+        return self.layer.split("(", 1)[0]
 
 
 @dataclass
@@ -37,6 +47,8 @@ class ImportedLayer:
     layer: Layer
     weights: dict[str, Array]
     output: Tensor
+    #: every output (``output`` is the first)
+    outputs: list[Tensor]
     #: made from a MatMul/Gemm/Conv without bias: a following Add of a constant may become it
     bias_from_add: bool = False
     nodes: list[str] = field(default_factory=list)
@@ -60,10 +72,16 @@ class Context:
 
     # -- values ------------------------------------------------------------------------
 
-    def tensor(self, node: NodeProto, index: int) -> Tensor:
+    def tensor(self, node: NodeProto, index: int, *, ids: bool = False) -> Tensor:
+        """Input ``index`` as a run-time tensor; integer ids only where ``ids`` (a lookup)."""
         value = self.values[node.input[index]]
         if not isinstance(value, Tensor):
             raise Refused(f"input {index} ('{node.input[index]}') must be computed from the model's inputs, not a constant")
+        if value.ids and not ids:
+            raise Refused(
+                f"input {index} ('{node.input[index]}') holds integer ids; edgetrain only looks them up "
+                "(Gather from an embedding table)"
+            )
         return value
 
     def constant(self, node: NodeProto, index: int, what: str) -> Array | None:
@@ -132,12 +150,16 @@ class Context:
             if value is None or value.shape != spec.shape:
                 have = "none" if value is None else format_shape(value.shape)
                 raise Refused(f"weight '{spec.name}' must have shape {format_shape(spec.shape)}, got {have}")
-        output = Tensor(layer.name, tuple(setup.output_shapes[0][1:]))
-        self.layers.append(ImportedLayer(layer, weights, output, bias_from_add, [node.name]))
-        return output
+        outputs = [
+            Tensor(layer.name if i == 0 else f"{layer.name}({i})", tuple(shape[1:]))
+            for i, shape in enumerate(setup.output_shapes)
+        ]
+        self.layers.append(ImportedLayer(layer, weights, outputs[0], outputs, bias_from_add, [node.name]))
+        return outputs[0]
 
-    def producer(self, tensor: Tensor) -> ImportedLayer:
-        return next(item for item in self.layers if item.layer.name == tensor.layer)
+    def producer(self, tensor: Tensor) -> ImportedLayer | None:
+        """The layer computing ``tensor`` as its first output, if any."""
+        return next((item for item in self.layers if item.output == tensor), None)
 
 
 def clean_name(text: str) -> str:
@@ -168,7 +190,7 @@ def only_attributes(node: NodeProto, allowed: dict[str, Any]) -> None:
             raise Refused(f"{name}={value!r} is not supported (only {expected!r})")
 
 
-Converter = Callable[[Context, NodeProto], "Tensor | Array"]
+Converter = Callable[[Context, NodeProto], "Tensor | Array | list[Tensor]"]
 
 
 def as_vector(value: Array, size: int, what: str) -> Array:

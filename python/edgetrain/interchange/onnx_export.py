@@ -31,6 +31,7 @@ from ..layers import (
     Concat,
     Conv2D,
     Dropout,
+    Embedding,
     Flatten,
     FullyConnected,
     Input,
@@ -38,7 +39,9 @@ from ..layers import (
     Multiout,
     Pooling2D,
     Reshape,
+    Split,
 )
+from ..layers.properties import resolve_axis
 from ..losses import MeanSquaredError, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from ..weights_io import atomic_write
 
@@ -215,6 +218,28 @@ def _concat(w: _Writer, node: Node) -> None:
     w.emit(node, "Concat", inputs, axis=layer.concat_axis(w.shape(node)))
 
 
+def _split(w: _Writer, node: Node) -> None:
+    """``Split`` with the part sizes as an input (op sets 13 and later); output ``i`` is
+    ``<layer>`` for 0, ``<layer>_<i>`` after."""
+    layer = node.layer
+    assert isinstance(layer, Split)
+    shape = w.shape(node)
+    axis = resolve_axis(layer.axis, len(shape))
+    assert axis is not None  # checked by the layer's setup
+    parts = len(node.output_shapes)
+    sizes = w.constant(f"{node.name}:split", np.full(parts, shape[axis] // parts, dtype=np.int64))
+    outputs = [node.name if i == 0 else f"{node.name}_{i}" for i in range(parts)]
+    w.nodes.append(helper.make_node("Split", [w.source(node), sizes], outputs, name=node.name, axis=axis))
+    for index, name in enumerate(outputs):
+        w.values[Port(node.name, index)] = name
+
+
+def _embedding(w: _Writer, node: Node) -> None:
+    """The float ids cast to int64, then ``Gather`` of the ``(in_dim, out_dim)`` table."""
+    ids = w.emit(node, "Cast", [w.source(node)], f"{node.name}/ids", to=TensorProto.INT64)
+    w.emit(node, "Gather", [w.weight(node, "weight"), ids], axis=0)
+
+
 def _multiout(w: _Writer, node: Node) -> None:
     for index in range(len(node.output_shapes)):
         w.values[Port(node.name, index)] = w.source(node)
@@ -275,6 +300,8 @@ EXPORTERS: dict[type, Exporter] = {
     Dropout: _dropout,
     Addition: _addition,
     Concat: _concat,
+    Split: _split,
+    Embedding: _embedding,
     Multiout: _multiout,
     MeanSquaredError: _loss,
     SoftmaxCrossEntropy: _loss,

@@ -22,13 +22,12 @@ from ..errors import ConfigError, ModelFileError, ShapeError
 from ..layers import Input
 from .onnx_context import Context, ImportedLayer, Refused, Tensor, attribute
 from .onnx_fold import FOLDERS, FoldError, fold, shape_vector
-from .onnx_ops import converters
+from .onnx_ops import FLOAT_TYPES, INTEGER_TYPES, converters
 
 if TYPE_CHECKING:
     from ..model import Model
 
 #: ONNX element types an input may have (its values are fed as edgetrain's float type)
-FLOAT_INPUTS = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
 
 
 def read_onnx(path: Path) -> onnx.ModelProto:
@@ -151,7 +150,8 @@ def _add_inputs(ctx: Context, graph: GraphProto, path: Path) -> set[str]:
         shape = _input_shape(value, path)
         node = NodeProto(name=value.name, op_type="Input")
         tensor = ctx.add(node, Input(shape=shape), [])
-        ctx.values[value.name] = tensor
+        ids = value.type.tensor_type.elem_type in INTEGER_TYPES
+        ctx.values[value.name] = Tensor(tensor.layer, tensor.shape, ids=ids)
         names.add(tensor.layer)
     if not names:
         raise ModelFileError("has no inputs besides its initializers", path=path)
@@ -160,9 +160,11 @@ def _add_inputs(ctx: Context, graph: GraphProto, path: Path) -> set[str]:
 
 def _input_shape(value: ValueInfoProto, path: Path) -> tuple[int, ...]:
     tensor_type = value.type.tensor_type
-    if tensor_type.elem_type not in FLOAT_INPUTS:
+    if tensor_type.elem_type not in FLOAT_TYPES | INTEGER_TYPES:
         kind = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
-        raise ModelFileError(f"input '{value.name}' is {kind}: only float inputs are imported", path=path)
+        raise ModelFileError(
+            f"input '{value.name}' is {kind}: only float inputs and integer ids are imported", path=path
+        )
     dims = list(tensor_type.shape.dim)
     if len(dims) < 2:
         raise ModelFileError(
@@ -193,6 +195,11 @@ def _convert(ctx: Context, node: NodeProto, index: int, table: dict[str, Any], p
         raise ModelFileError(f"{where}: {err}", path=path) from None
     except (ConfigError, ShapeError) as err:
         raise ModelFileError(f"{where}: cannot be an edgetrain layer: {err}", path=path) from None
+    if isinstance(value, list):  # one value per output (Split)
+        for name, part in zip(node.output, value):
+            if name:
+                ctx.values[name] = part
+        return
     ctx.values[node.output[0]] = value
     if node.op_type in _KEEPS_ORIGIN and node.input and not isinstance(value, Tensor):
         ctx.origins[node.output[0]] = ctx.origins.get(node.input[0], node.input[0])
@@ -236,7 +243,7 @@ def _reachable(layers: list[ImportedLayer], output: str) -> list[ImportedLayer]:
     needed = {output}
     for item in reversed(layers):
         if item.layer.name in needed:
-            needed.update(item.layer.input_layers or [])
+            needed.update(name.split("(", 1)[0] for name in item.layer.input_layers or [])
     return [item for item in layers if item.layer.name in needed]
 
 

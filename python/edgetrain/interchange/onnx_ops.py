@@ -22,10 +22,12 @@ from ..layers import (
     Concat,
     Conv2D,
     Dropout,
+    Embedding,
     Flatten,
     FullyConnected,
     LayerNormalization,
     Reshape,
+    Split,
 )
 from ..tensors import format_shape
 from .onnx_context import (
@@ -40,6 +42,11 @@ from .onnx_context import (
 )
 from .onnx_conv import conv, global_pool, pool
 from .onnx_fold import BATCH
+
+#: ONNX element types edgetrain computes with (as its own float type)
+FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16})
+#: integer element types: ids, carried as whole numbers in float tensors
+INTEGER_TYPES = frozenset({TensorProto.INT64, TensorProto.INT32, TensorProto.INT16, TensorProto.INT8, TensorProto.UINT8})
 
 # -- dense -----------------------------------------------------------------------------------
 
@@ -97,12 +104,12 @@ def _bias_add(ctx: Context, node: NodeProto, name: str, tensor: Tensor, constant
     """``x + b`` after a MatMul/Gemm/Conv whose output (ONNX value ``name``) nothing else
     reads: ``b`` becomes (or adds to) that layer's bias."""
     made = ctx.producer(tensor)
-    layer = made.layer
-    if not made.bias_from_add or made.output != tensor or ctx.readers.get(name, 0) != 1:
+    if made is None or not made.bias_from_add or ctx.readers.get(name, 0) != 1:
         raise Refused(
             "adds a constant to a value that is not the output of a MatMul, Gemm or Conv "
             "read only by this Add (edgetrain has no layer adding a constant)"
         )
+    layer = made.layer
     if isinstance(layer, Conv2D):
         channels = layer.filters
         if constant.size != 1 and (constant.ndim < 3 or constant.shape[-2:] != (1, 1)):
@@ -272,12 +279,55 @@ def _identity(ctx: Context, node: NodeProto) -> Tensor | Array:
 
 
 def _cast(ctx: Context, node: NodeProto) -> Tensor:
-    """A cast of a run-time tensor to a float type: edgetrain computes in its own float
-    type, so it is the identity."""
+    """A cast of a run-time tensor: to a float type it is the identity (edgetrain computes
+    in its own float type); to an integer type it makes ids, which only an embedding
+    lookup may read (edgetrain's embedding checks they are whole numbers)."""
     target = int(attribute(node, "to", 0))
-    if target not in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16):
-        raise Refused(f"casts a tensor to {TensorProto.DataType.Name(target)}: only float tensors are computed")
-    return ctx.tensor(node, 0)
+    x = ctx.tensor(node, 0, ids=True)
+    if target in FLOAT_TYPES:
+        if x.ids:
+            raise Refused("casts integer ids back to floats: edgetrain only looks ids up")
+        return x
+    if target in INTEGER_TYPES:
+        return Tensor(x.layer, x.shape, ids=True)
+    raise Refused(f"casts a tensor to {TensorProto.DataType.Name(target)}")
+
+
+def _gather(ctx: Context, node: NodeProto) -> Tensor:
+    """``Gather(table, ids)`` with a constant 2-D table along axis 0: an embedding lookup
+    (PyTorch's ``nn.Embedding``); the table is the ``(in_dim, out_dim)`` weight as is."""
+    table = ctx.weight(node, 0, "the table (data)")
+    ids = ctx.tensor(node, 1, ids=True)
+    if int(attribute(node, "axis", 0)) != 0 or table.ndim != 2:
+        raise Refused(
+            f"only a lookup of rows (axis 0) of a constant matrix is imported, got axis "
+            f"{attribute(node, 'axis', 0)} of {format_shape(table.shape)}"
+        )
+    if not ids.ids:
+        raise Refused("its indices are float values, not integer ids (cast them to int64 first)")
+    layer = Embedding(in_dim=table.shape[0], out_dim=table.shape[1])
+    return ctx.add(node, layer, [Tensor(ids.layer, ids.shape)], {"weight": table}, hint=node.input[0])
+
+
+def _split(ctx: Context, node: NodeProto, opset: int) -> list[Tensor]:
+    """``Split`` into equal parts along a non-batch axis (edgetrain's split makes equal
+    parts only); sizes from the input (opset >= 13), the attribute, or ``num_outputs``."""
+    x = ctx.tensor(node, 0)
+    rank = len(x.shape) + 1
+    axis = int(attribute(node, "axis", 0))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 < axis < rank:
+        raise Refused(f"splits along axis {attribute(node, 'axis', 0)}: only non-batch axes")
+    count = len(node.output)
+    given = ctx.constant(node, 1, "split") if opset >= 13 else None
+    sizes = [int(v) for v in (given.ravel() if given is not None else attribute(node, "split", []))]
+    length = x.shape[axis - 1]
+    if not sizes:
+        sizes = [length // count] * count if length % count == 0 else []
+    if len(set(sizes)) != 1 or len(sizes) != count or sum(sizes) != length:
+        raise Refused(f"splits axis {axis} of size {length} into {sizes or count}: edgetrain's split makes equal parts")
+    ctx.add(node, Split(axis=axis, split_number=count), [x])
+    return ctx.layers[-1].outputs
 
 
 def converters(opset: int) -> dict[str, Converter]:
@@ -305,4 +355,6 @@ def converters(opset: int) -> dict[str, Converter]:
         "Dropout": _dropout,
         "Identity": _identity,
         "Cast": _cast,
+        "Gather": _gather,
+        "Split": lambda ctx, node: _split(ctx, node, opset),
     }
