@@ -512,8 +512,14 @@ class Model:
         lr = self.optimizer.schedule.lr_at(self.iteration)
         # a diverging run overflows inside the kernels first; it is reported below, once,
         # as a DataError naming the iteration rather than as numpy warnings
-        with np.errstate(over="ignore", invalid="ignore"):
-            loss = trainer.train_step(inputs, labels, lr)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss = trainer.train_step(inputs, labels, lr)
+        except BaseException:
+            settle = getattr(trainer.store, "settle", None)
+            if settle is not None:  # a swapping store: put updated weights back in the file
+                settle()
+            raise
         self.iteration += 1
         if not math.isfinite(loss):
             raise DataError(

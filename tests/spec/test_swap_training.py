@@ -178,10 +178,10 @@ def test_an_error_inside_an_iteration_keeps_the_latest_weights(tmp_path: Path) -
     real = store.end_step
 
     def failing(order: int) -> None:
-        real(order)
         calls["n"] += 1
         if calls["n"] == 3:
-            raise RuntimeError("boom")
+            raise RuntimeError("boom")  # before this order's write-outs
+        real(order)
 
     store.end_step = failing  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
@@ -190,6 +190,19 @@ def test_an_error_inside_an_iteration_keeps_the_latest_weights(tmp_path: Path) -
     for key, value in model.get_weights().items():
         np.testing.assert_array_equal(value, weights[key])
     model.train_step(x, y)
+    # an error after the updates: the updated weights reach the file at once
+    steps = len(model.program.steps)
+    calls["n"] = 3 - steps
+    store.end_step = failing  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        model.train_step(x, y)  # fails after its last step ran, before its write-outs
+    store.end_step = real  # type: ignore[method-assign]
+    reference = Model(BUILDERS["mlp"]()[0], loss=loss)
+    reference.compile(optimizer(), batch_size=4)
+    for _ in range(3):  # the step that failed in its forward pass changed nothing
+        reference.train_step(x, y)
+    for key, value in reference.get_weights().items():
+        np.testing.assert_array_equal(model.get_weights()[key], value, err_msg=key)
 
 
 def test_the_swap_file_is_removed_when_the_process_dies_of_an_error(tmp_path: Path) -> None:

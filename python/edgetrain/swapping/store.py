@@ -115,7 +115,7 @@ class SwapStore:
     def begin_iteration(self) -> None:
         """Before the batch is loaded: settle an interrupted iteration, then enter order 0."""
         if self._resident:
-            self._settle()
+            self.settle()
         if self.poison:
             for start, stop in self._transient:
                 self.arena[start:stop] = POISON_BYTE
@@ -165,10 +165,12 @@ class SwapStore:
         if self.poison:
             self.arena[segment.offset : segment.offset + segment.size] = POISON_BYTE
 
-    def _settle(self) -> None:
-        """An iteration stopped part-way (an error in a layer): keep what persistent
-        buffers hold now by writing them out, and release every segment, so the next
-        iteration starts from the schedule's between-iterations state."""
+    def settle(self) -> None:
+        """An iteration stopped part-way (an error in a layer, Ctrl-C): keep what
+        persistent buffers hold now by writing them out, and release every segment, so
+        weights read between iterations are current and the next iteration starts from
+        the schedule's between-iterations state. Done by ``Model`` when a step raises,
+        and by :meth:`begin_iteration` in any case."""
         for segment in list(self._resident.values()):
             persistent = self.schedule.plan.buffers[segment.buffer].lifespan is Lifespan.PERSISTENT
             self._exit(segment, write=persistent)
@@ -185,7 +187,7 @@ class SwapStore:
         """Where every persistent tensor lives between iterations (its file slot when
         swapped); valid until :meth:`close`."""
         if self._resident:
-            self._settle()
+            self.settle()
         plan = self.schedule.plan
         return {
             name: self.arrays[name]
