@@ -15,6 +15,7 @@ from .errors import (
     SaveError,
     ShapeError,
     StateError,
+    SwapError,
 )
 from .model import History, Model
 from .training import TrainingInterrupted
@@ -42,6 +43,7 @@ __all__ = [
     "SaveError",
     "ShapeError",
     "StateError",
+    "SwapError",
     "TrainingInterrupted",
     "core_version",
     "layers",
