@@ -77,6 +77,8 @@ def _release(handle: _Handle) -> None:
         handle.path.unlink()
     except FileNotFoundError:
         pass
+    except OSError:
+        pass  # Windows cannot delete a file still mapped by a live view; nothing else to do
 
 
 class SwapFile:
