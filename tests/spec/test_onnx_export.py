@@ -178,10 +178,8 @@ def test_float64_models_export_as_float32(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("layers", "message"),
     [
-        ([L.Input(shape=(4,), name="x"), L.FullyConnected(unit=3, activation="swish", name="fc")],
-         r"layer 'fc/activation' \(activation\) cannot be exported to ONNX: activation swish"),
         ([L.Input(shape=(4,), name="x"), L.FullyConnected(unit=3, activation="gelu", name="fc")],
-         r"layer 'fc/activation' \(activation\) cannot be exported to ONNX: activation gelu"),
+         r"layer 'fc/activation' \(activation\) cannot be exported to ONNX: Gelu needs op set 20"),
         ([L.Input(shape=(4, 6), name="x"), L.BatchNormalization(name="bn")],
          r"layer 'bn' \(batch_normalization\) .*normalises axis 2"),
         ([L.Input(shape=(2, 3, 4), name="x"), L.LayerNormalization(axis=[1, 3], name="ln")],
@@ -300,3 +298,23 @@ def test_embedding_and_split_export_and_round_trip(tmp_path: Path) -> None:
     assert {layer.name: layer.type_name for layer in again.layers}.items() >= {("embed", "embedding"), ("thirds", "split")}
     again.compile(None, batch_size=model.batch_size)
     np.testing.assert_array_equal(again.predict(ids), model.predict(ids))
+
+
+@pytest.mark.parametrize("kind", ["swish", "gelu", "tanh_gelu"])
+def test_swish_and_gelu_export_and_come_back(tmp_path: Path, kind: str) -> None:
+    """swish as Sigmoid + Mul (any op set, as PyTorch writes SiLU); gelu and tanh_gelu as
+    Gelu, which needs op set 20."""
+    model = Model([L.Input(shape=(5,), name="x"), L.FullyConnected(unit=4, name="fc", activation=kind),
+                   L.FullyConnected(unit=2, name="out")])
+    _randomized(model)
+    opset = 17 if kind == "swish" else 20
+    export_onnx(model, tmp_path / "m.onnx", opset=opset)
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    x = _inputs(model, 6)
+    expected = ReferenceEvaluator(proto).run(None, {"x": x})[0]
+    np.testing.assert_allclose(model.predict(x), expected, rtol=RTOL, atol=ATOL)
+    again = Model.from_onnx(tmp_path / "m.onnx")
+    assert [layer.type_name for layer in again.layers] == ["input", "fully_connected", "activation", "fully_connected"]
+    assert again.layers[2].kind == kind  # type: ignore[attr-defined]
+    again.compile(None, batch_size=model.batch_size)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))

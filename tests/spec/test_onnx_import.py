@@ -183,7 +183,7 @@ W = np.ones((4, 2, 3, 3), np.float32)
         ("MaxPool", [1, 2, 6, 6], [], {"kernel_shape": [2, 2], "dilations": [2, 2]}, r"dilations=\[2, 2\]"),
         ("Softmax", [1, 3, 4, 4], [], {"axis": 1}, r"softmax over axis 1 of \(batch, 3, 4, 4\)"),
         ("LeakyRelu", [1, 4], [], {"alpha": 0.2}, r"alpha=0.2"),
-        ("Mul", [1, 4], [np.ones(4, np.float32)], {}, r"op Mul is not supported"),
+        ("Mul", [1, 4], [np.ones(4, np.float32)], {}, r"multiplies by a constant"),
         ("Add", [1, 4], [np.ones(4, np.float32)], {}, r"adds a constant to a value that is not"),
         ("Flatten", [1, 2, 3], [], {"axis": 2}, r"only axis 1"),
         ("Reshape", [1, 2, 3], [np.array([3, 2], np.int64)], {}, r"the batch dimension must stay first"),
@@ -504,4 +504,24 @@ def test_split_into_equal_parts_as_torch_chunk_exports_it(tmp_path: Path) -> Non
     part = uneven.node("Split", ["input", uneven.const("sizes", np.array([2, 4], np.int64))], "/Split", outputs=2, axis=1)
     path = uneven.save(tmp_path / "u.onnx", {"input": [M.BATCH, 6]}, part, 2)
     with pytest.raises(ModelFileError, match=r"\(Split\): splits axis 1 of size 6 into \[2, 4\]"):
+        Model.from_onnx(path)
+
+
+def test_silu_as_sigmoid_times_x_becomes_swish(tmp_path: Path) -> None:
+    b = M.Builder(18)
+    h = b.gemm("input", "fc", 4, 6)
+    gate = b.node("Sigmoid", [h], "/act/Sigmoid")
+    h = b.node("Mul", [h, gate], "/act/Mul")
+    out = b.gemm(h, "head", 6, 2)
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4]}, out, 2)
+    model = _check_against_reference(path, (4,))
+    kinds = [(layer.type_name, getattr(layer, "kind", None)) for layer in model.layers]
+    assert kinds == [("input", None), ("fully_connected", None), ("activation", "swish"), ("fully_connected", None)]
+
+
+def test_a_product_of_two_different_values_is_refused(tmp_path: Path) -> None:
+    b = M.Builder()
+    out = b.node("Mul", [b.node("Relu", ["input"], "/Relu"), b.node("Sigmoid", ["input"], "/Sigmoid")], "/gate/Mul")
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4]}, out, 2)
+    with pytest.raises(ModelFileError, match=r"node '/gate/Mul' \(Mul\): multiplies two run-time values"):
         Model.from_onnx(path)

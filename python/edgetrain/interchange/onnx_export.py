@@ -56,6 +56,8 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13
 #: the IR version that goes with op set 17 (readers refuse files newer than they know)
 IR_VERSION = 8
+#: the first op set with ``Gelu``
+GELU_OPSET = 20
 BATCH_DIM = "N"
 OUTPUT = "output"
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
@@ -163,6 +165,13 @@ def _activation(w: _Writer, node: Node) -> None:
         from ..layers.activation import LEAKY_RELU_SLOPE
 
         w.emit(node, "LeakyRelu", [x], alpha=LEAKY_RELU_SLOPE)
+    elif layer.kind == "swish":  # x * sigmoid(x), as PyTorch writes SiLU
+        gate = w.emit(node, "Sigmoid", [x], f"{node.name}/Sigmoid")
+        w.emit(node, "Mul", [x, gate])
+    elif layer.kind in ("gelu", "tanh_gelu") and w.opset >= GELU_OPSET:
+        w.emit(node, "Gelu", [x], approximate="none" if layer.kind == "gelu" else "tanh")
+    elif layer.kind in ("gelu", "tanh_gelu"):
+        raise _refuse(node, f"Gelu needs op set {GELU_OPSET} (export with opset={GELU_OPSET})")
     else:
         raise _refuse(node, f"activation {layer.kind} has no ONNX op in op set {w.opset} that edgetrain maps")
 

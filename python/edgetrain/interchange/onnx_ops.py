@@ -155,6 +155,39 @@ def _activation(kind: str) -> Converter:
     return convert
 
 
+def _gelu(ctx: Context, node: NodeProto) -> Tensor:
+    """``Gelu`` (op set 20): exact (erf) or ``approximate="tanh"``."""
+    kinds = {"none": "gelu", "tanh": "tanh_gelu"}
+    approximate = str(attribute(node, "approximate", "none"))
+    if approximate not in kinds:
+        raise Refused(f"approximate={approximate!r} is not supported")
+    return ctx.add(node, Activation(kinds[approximate]), [ctx.tensor(node, 0)])
+
+
+def _mul(ctx: Context, node: NodeProto) -> Tensor:
+    """``x * Sigmoid(x)`` -- how PyTorch writes SiLU -- is edgetrain's ``swish``: the
+    sigmoid layer (read by nothing else) becomes a swish of ``x``. Other products of
+    run-time values have no edgetrain layer."""
+    if any(not isinstance(ctx.values[name], Tensor) for name in node.input[:2]):
+        raise Refused("multiplies by a constant; edgetrain has no layer scaling by a constant")
+    a, b = ctx.tensor(node, 0), ctx.tensor(node, 1)
+    for x, gate, name in ((a, b, node.input[1]), (b, a, node.input[0])):
+        made = ctx.producer(gate)
+        layer = made.layer if made is not None else None
+        if (
+            made is not None
+            and isinstance(layer, Activation)
+            and layer.kind == "sigmoid"
+            and layer.input_layers == [x.layer]
+            and ctx.readers.get(name, 0) == 1
+        ):
+            swish = Activation("swish", name=layer.name, input_layers=layer.input_layers)
+            made.layer = swish
+            made.nodes.append(node.name)
+            return gate
+    raise Refused("multiplies two run-time values; only x * Sigmoid(x) (SiLU, edgetrain's swish) is imported")
+
+
 def _leaky_relu(ctx: Context, node: NodeProto) -> Tensor:
     from ..layers.activation import LEAKY_RELU_SLOPE
 
@@ -345,6 +378,8 @@ def converters(opset: int) -> dict[str, Converter]:
         "Sigmoid": _activation("sigmoid"),
         "Tanh": _activation("tanh"),
         "LeakyRelu": _leaky_relu,
+        "Gelu": _gelu,
+        "Mul": _mul,
         "Softmax": lambda ctx, node: _softmax(ctx, node, opset),
         "MaxPool": pool("max"),
         "AveragePool": pool("average"),
