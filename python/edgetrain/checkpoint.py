@@ -184,6 +184,39 @@ def _parse_payload(source: Path, payload: memoryview) -> Checkpoint:
     return Checkpoint(tensors, state)
 
 
+def describe_checkpoint(path: PathLike) -> tuple[str, bool]:
+    """One line about a checkpoint file — where its run stood, or what is wrong with it —
+    and whether it is intact."""
+    from .planning.report import format_bytes
+
+    source = Path(path)
+    try:
+        found = read_checkpoint(source)
+        state = found.state
+        progress = state["progress"]
+        epoch, epochs, batch = progress["epoch"], progress["epochs"], progress["batch"]
+        optimizer = state["training"]["optimizer"]["type"]
+        names = state["tensors"]
+        model_hash = state["model"]["hash"]
+    except CheckpointError as err:
+        return f"{source}  UNUSABLE: {err.reason}", False
+    except (KeyError, TypeError) as err:
+        return f"{source}  UNUSABLE: incomplete state ({err!r})", False
+    if epoch >= epochs:
+        stage = f"end of training ({epochs} epochs)"
+    elif batch == 0:
+        stage = f"start of epoch {epoch + 1}/{epochs}"
+    else:
+        stage = f"epoch {epoch + 1}/{epochs}, {batch}/{progress['batches_per_epoch']} batches done"
+    nbytes = sum(int(t.nbytes) for t in found.tensors.values())
+    line = (
+        f"{source}  ok: iteration {progress['iteration']}, {stage}; "
+        f"{len(names['weights'])} weights and {len(names['optimizer_state'])} {optimizer} "
+        f"state tensors ({format_bytes(nbytes)}); model {model_hash[:12]}"
+    )
+    return line, True
+
+
 # -- a directory of checkpoints ------------------------------------------------------------------
 
 

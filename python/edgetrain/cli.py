@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TextIO
 
 from . import __version__
-from .checkpoint import CheckpointWarning, checkpoint_files
+from .checkpoint import CheckpointWarning, checkpoint_files, describe_checkpoint
 from .data import ArrayDataset, Dataset, split_dataset
 from .datasets import NAMED_DATASETS, RawFileDataset, load_named
-from .errors import ConfigError, DataError, EdgetrainError, SaveError
+from .errors import CheckpointError, ConfigError, DataError, EdgetrainError, SaveError
 from .freezing import unfrozen_plan
 from .model import Model
 from .optimizers import OPTIMIZERS
@@ -573,6 +573,36 @@ def import_(args: argparse.Namespace) -> int:
     parameters = sum(value.size for value in model.get_weights().values())
     print(f"{args.onnx.name}: {len(model.layers)} layers, {parameters:,} weights")
     print(f"wrote {args.ini} and {args.weights}")
+    return 0
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+def _checkpoints_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path", type=Path, help="a checkpoint directory (edgetrain train --checkpoint) or one file"
+    )
+
+
+@command(
+    "checkpoints",
+    "check the checkpoints of a directory (or one file): intact or not, and where each run stood",
+    _checkpoints_arguments,
+)
+def checkpoints(args: argparse.Namespace) -> int:
+    files = [args.path] if args.path.is_file() else checkpoint_files(args.path)
+    if not files:
+        raise CheckpointError("no checkpoint files (checkpoint-<iteration>.ckpt)", path=args.path)
+    usable: Path | None = None
+    for path in files:
+        line, intact = describe_checkpoint(path)
+        print(line)
+        usable = path if intact else usable
+    if usable is None:
+        raise CheckpointError("no intact checkpoint: --resume would refuse", path=args.path)
+    if len(files) > 1 or not args.path.is_file():
+        print(f"--resume continues from {usable.name}")
     return 0
 
 

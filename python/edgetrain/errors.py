@@ -73,6 +73,8 @@ class CheckpointError(EdgetrainError, ValueError):
 
     def __init__(self, message: str, *, path: str | Path) -> None:
         self.path = str(path)
+        #: what is wrong, without the file name
+        self.reason = message
         super().__init__(f"{self.path}: {message}")
 
 

@@ -677,3 +677,29 @@ def test_tutorial_runs(tmp_path: Path) -> None:
     assert seen["history"].resumed_from == Path("crash/checkpoint-000000160.ckpt")
     assert "saved from a different model" in seen["refused"]
     assert (tmp_path / "crash" / "checkpoint-000000176.ckpt.corrupt").is_file()
+
+
+def test_cli_checkpoints_lists_each_file_and_the_one_resume_uses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    older, newer = two_checkpoints(tmp_path)
+    code, out, _ = cli(capsys, "checkpoints", tmp_path)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{older}  ok: iteration 9, epoch 2/3, 2/7 batches done; ")
+    assert "8 weights and 12 adam state tensors" in lines[0]
+    assert lines[1].startswith(f"{newer}  ok: iteration 12, epoch 2/3, 5/7 batches done")
+    assert lines[2] == f"--resume continues from {newer.name}"
+
+    flip_byte(newer, 100)
+    code, out, _ = cli(capsys, "checkpoints", tmp_path)
+    assert f"{newer}  UNUSABLE: corrupt: the SHA-256" in out
+    assert f"--resume continues from {older.name}" in out
+    assert newer.exists(), "only resuming moves damaged files aside"
+
+    flip_byte(older, 100)
+    code, out, err = cli(capsys, "checkpoints", older)
+    assert code == 2
+    assert "UNUSABLE" in out and "no intact checkpoint" in err
+    code, _, err = cli(capsys, "checkpoints", tmp_path / "none")
+    assert code == 2 and "no checkpoint files" in err
