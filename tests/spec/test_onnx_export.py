@@ -318,3 +318,24 @@ def test_swish_and_gelu_export_and_come_back(tmp_path: Path, kind: str) -> None:
     assert again.layers[2].kind == kind  # type: ignore[attr-defined]
     again.compile(None, batch_size=model.batch_size)
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
+
+
+def test_a_layer_named_output_that_is_not_last_keeps_the_graph_valid(tmp_path: Path) -> None:
+    model = Model([L.Input(shape=(3,), name="x"), L.FullyConnected(unit=4, name="output"),
+                   L.Activation("softmax", name="probabilities")])
+    _randomized(model)
+    export_onnx(model, tmp_path / "m.onnx")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(proto, full_check=True)
+    x = _inputs(model, 3)
+    expected = ReferenceEvaluator(proto).run(None, {"x": x})[0]
+    np.testing.assert_allclose(model.predict(x), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_every_layer_type_has_an_onnx_mapping() -> None:
+    """A new layer type must get an exporter (or a stated refusal) here."""
+    from edgetrain.interchange.onnx_export import EXPORTERS
+    from edgetrain.layers import LAYER_TYPES
+
+    missing = [name for name, cls in LAYER_TYPES.items() if not any(issubclass(cls, k) for k in EXPORTERS)]
+    assert missing == []

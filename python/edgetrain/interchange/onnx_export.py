@@ -342,8 +342,9 @@ def to_onnx(model: Model, *, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     final = w.values[Port(last.name, 0)]
     if any(v.name == final for v in w.inputs):
         raise ConfigError("the model computes nothing: its output is its input")
-    producer = next(n for n in reversed(w.nodes) if final in n.output)
-    producer.output[list(producer.output).index(final)] = OUTPUT
+    if final != OUTPUT:
+        _rename_value(w, OUTPUT, f"{OUTPUT}/value")  # a layer named "output" that is not last
+        _rename_value(w, final, OUTPUT)
     out_shape: list[int | str] = [BATCH_DIM, *last.output_shapes[0][1:]]
     proto = helper.make_model(
         helper.make_graph(
@@ -356,6 +357,18 @@ def to_onnx(model: Model, *, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     proto.ir_version = IR_VERSION
     onnx.checker.check_model(proto)
     return proto
+
+
+def _rename_value(w: _Writer, old: str, new: str) -> None:
+    """Rename value ``old`` wherever nodes write or read it, and in the graph inputs."""
+    for onnx_node in w.nodes:
+        for names in (onnx_node.input, onnx_node.output):
+            for index, name in enumerate(names):
+                if name == old:
+                    names[index] = new
+    for value in w.inputs:
+        if value.name == old:
+            value.name = new
 
 
 def export_onnx(model: Model, path: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET) -> None:
