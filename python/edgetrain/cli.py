@@ -140,8 +140,8 @@ def _swap_arguments(parser: argparse.ArgumentParser, *, files: bool) -> None:
     parser.add_argument(
         "--memory-budget",
         metavar="SIZE",
-        help="resident memory for the arena (e.g. 32MiB, 1.5GB, bytes): swap tensors to a "
-        "file to fit it (spec/swapping.md)",
+        help="resident memory for the arena (e.g. 32MiB, 1.5GB, bytes, or 25%% of the plan): "
+        "swap tensors to a file to fit it (spec/swapping.md)",
     )
     parser.add_argument(
         "--lookahead",
@@ -205,7 +205,7 @@ def _plan_swap(
     lookahead = options.get("lookahead")
     assert lookahead is None or isinstance(lookahead, int)
     if "memory_budget" in options:
-        budget = parse_budget(str(options["memory_budget"]))
+        budget = parse_budget(str(options["memory_budget"]), plan_bytes=memory.arena_bytes)
         schedule = choose_swap(
             model.program, budget, planner=args.planner, lookahead=lookahead, plan=memory
         )

@@ -104,7 +104,7 @@ class Model:
         self.planner: str | None = "greedy_by_size"
         self.debug_poison = False
         #: swap settings of the last compile (``spec/swapping.md``)
-        self.memory_budget: int | None = None
+        self.memory_budget: int | str | None = None
         self.swap = False
         self.lookahead: int | None = None
         self.swap_dir: str | os.PathLike[str] | None = None
@@ -168,7 +168,7 @@ class Model:
         ``seed`` (kept when recompiling). Without an optimizer the model only infers.
 
         Swapping (``spec/swapping.md``): ``memory_budget`` (bytes, or ``"64MiB"``,
-        ``"1.5GB"``) chooses buffers to swap to a file and the lookahead so that the
+        ``"1.5GB"``, ``"25%"`` of the plan without swap) chooses buffers to swap to a file and the lookahead so that the
         resident arena fits, or raises ConfigError naming the smallest budget that would;
         ``swap=True`` swaps every buffer that can be, at ``lookahead`` (default 0; with a
         budget it fixes the lookahead instead of trying several). The swap file is made
@@ -236,14 +236,15 @@ class Model:
         from .planning.swap import plan_swap
         from .swapping import SwapFile
 
-        budget = parse_budget(memory_budget) if memory_budget is not None else None
+        if memory_budget is not None:
+            parse_budget(memory_budget, plan_bytes=1)  # malformed budgets fail first
         if lookahead is not None and (
             isinstance(lookahead, bool) or int(lookahead) != lookahead or lookahead < 0
         ):
             raise ConfigError(f"lookahead must be a non-negative integer, got {lookahead!r}", key="lookahead")
-        self.memory_budget, self.swap, self.swap_dir = budget, bool(swap), swap_dir
+        self.memory_budget, self.swap, self.swap_dir = memory_budget, bool(swap), swap_dir
         self.lookahead = None if lookahead is None else int(lookahead)
-        if budget is None and not swap:
+        if memory_budget is None and not swap:
             return None
         if not program.training:
             raise ConfigError("swapping applies to training: compile with an optimizer")
@@ -251,7 +252,8 @@ class Model:
             raise ConfigError("swapping needs a planner (planner=None gives every tensor its own array)")
         base = plan_memory(program, self.planner)
         schedule: SwapSchedule | None
-        if budget is not None:
+        if memory_budget is not None:
+            budget = parse_budget(memory_budget, plan_bytes=base.arena_bytes)
             schedule = choose_swap(program, budget, planner=self.planner, lookahead=self.lookahead, plan=base)
         else:
             schedule = plan_swap(program, None, lookahead=self.lookahead or 0, planner=self.planner, plan=base)

@@ -266,3 +266,23 @@ def test_plan_follows_the_model_files_swap_keys(
     assert "swap schedule:" not in capsys.readouterr().out
     assert main(["plan", str(keyed), "--inference", "--memory-budget", "1MiB"]) == 2
     assert "applies to training" in capsys.readouterr().err
+
+
+def test_a_budget_in_percent_of_the_plan(tmp_path: Path) -> None:
+    assert parse_budget("25%", plan_bytes=1000) == 250
+    assert parse_budget(" 12.5 % ", plan_bytes=800) == 100
+    with pytest.raises(ConfigError, match="share of the plan"):
+        parse_budget("25%")
+    with pytest.raises(ConfigError, match="positive"):
+        parse_budget("0%", plan_bytes=1000)
+    layers, loss, _, optimizer = BUILDERS["convnet"]()
+    model = Model(layers, loss=loss)
+    model.compile(optimizer(), batch_size=4, memory_budget="60%", swap_dir=tmp_path)
+    schedule = model.swap_schedule
+    assert schedule is not None
+    assert schedule.resident_bytes <= 0.6 * schedule.plan.arena_bytes
+    assert model.memory_budget == "60%"
+    model.unfreeze("conv1")  # recompiles with the same budget
+    again = model.swap_schedule
+    assert again is not None and again.to_json() == schedule.to_json()
+    assert choose_swap(model.program, "150%") is None

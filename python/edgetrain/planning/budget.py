@@ -65,21 +65,34 @@ _UNITS = {
 }
 
 
-def parse_budget(value: float | str) -> int:
+def parse_budget(value: float | str, *, plan_bytes: int | None = None) -> int:
     """Bytes from an int or a string such as ``"64MiB"``, ``"1.5GB"``, ``"512k"``
     (``KiB/MiB/GiB`` and bare ``K/M/G`` are powers of 1024, ``KB/MB/GB`` of 1000;
-    case does not matter)."""
+    case does not matter), or ``"25%"`` of ``plan_bytes`` (the arena without swap)."""
     if isinstance(value, bool):
         raise ConfigError(
             f"memory budget must be bytes or a size string, got {value!r}", key="memory_budget"
         )
+    percent = (
+        re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*%\s*", value) if isinstance(value, str) else None
+    )
+    if percent is not None:
+        if plan_bytes is None:
+            raise ConfigError(
+                f"memory budget {value!r} is a share of the plan, which is not known here",
+                key="memory_budget",
+            )
+        nbytes = int(plan_bytes * float(percent.group(1)) / 100)
+        if nbytes <= 0:
+            raise ConfigError(f"memory budget must be positive, got {value!r}", key="memory_budget")
+        return nbytes
     if isinstance(value, (int, float)):
         number, unit = float(value), ""
     else:
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(value))
         if match is None or match.group(2).lower() not in _UNITS:
             raise ConfigError(
-                f"memory budget {value!r} is not a size: use bytes or e.g. '64MiB', '1.5GB', '512K'",
+                f"memory budget {value!r} is not a size: use bytes or e.g. '64MiB', '1.5GB', '512K', '25%'",
                 key="memory_budget",
             )
         number, unit = float(match.group(1)), match.group(2).lower()
@@ -264,9 +277,10 @@ def choose_swap(
     the heuristic finds, or None when the plan fits without swapping. ``lookahead`` fixes
     the lookahead (else each of ``LOOKAHEADS`` is tried). Raises :class:`ConfigError`
     naming the smallest budget that would fit when none does."""
-    nbytes = parse_budget(budget)
+    parse_budget(budget, plan_bytes=1)  # a malformed budget fails before any planning
     get_planner(planner)
     base = plan if plan is not None else plan_memory(program, planner)
+    nbytes = parse_budget(budget, plan_bytes=base.arena_bytes)
     if base.arena_bytes <= nbytes:
         return None
     tried = (lookahead,) if lookahead is not None else LOOKAHEADS
