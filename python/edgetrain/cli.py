@@ -268,11 +268,11 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=_positive_int, help="epochs (default: the model file's)")
     parser.add_argument("--batch-size", type=_positive_int, help="batch size (default: the model file's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and splits")
-    parser.add_argument("--save", type=Path, help="write the trained weights here (.bin or .npz)")
+    parser.add_argument("--save", type=Path, help="write the trained weights here (.bin, .npz or .safetensors)")
     parser.add_argument(
         "--load",
         type=Path,
-        help="start from these weights (.bin or .npz) instead of fresh ones: fine-tuning "
+        help="start from these weights (.bin, .npz or .safetensors) instead of fresh ones: fine-tuning "
         "(default: the save path when the model file says continue_train = true)",
     )
     parser.add_argument(
@@ -481,7 +481,7 @@ def _raw(path: Path, model: Model) -> RawFileDataset:
 
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _model_argument(parser)
-    parser.add_argument("weights", type=Path, help="trained weights (.bin or .npz)")
+    parser.add_argument("weights", type=Path, help="trained weights (.bin, .npz or .safetensors)")
     parser.add_argument(
         "--data",
         help=(

@@ -685,8 +685,9 @@ class Model:
             np.copyto(self._weights[name], value, casting="unsafe")
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the weights atomically: NNTrainer's ``.bin`` (float32 in layer order), or
-        ``.npz`` by name when ``path`` ends in ``.npz``. See ``spec/weights.md``."""
+        """Write the weights atomically: NNTrainer's ``.bin`` (float32 in layer order), or by
+        name as ``.npz`` or ``.safetensors`` when ``path`` ends so. See ``spec/weights.md``
+        and ``spec/interchange.md``."""
         from .weights_io import save_weights
 
         if not self._weights:
