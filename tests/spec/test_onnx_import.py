@@ -525,3 +525,25 @@ def test_a_product_of_two_different_values_is_refused(tmp_path: Path) -> None:
     path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4]}, out, 2)
     with pytest.raises(ModelFileError, match=r"node '/gate/Mul' \(Mul\): multiplies two run-time values"):
         Model.from_onnx(path)
+
+
+@pytest.mark.parametrize("variant", ["slice", "shape_start_end", "squeeze_cast"])
+def test_other_flatten_shape_chains_fold(tmp_path: Path, variant: str) -> None:
+    """Reshape(x, Concat(<batch>, [-1])) with the batch taken by Slice(Shape(x), 0, 1),
+    by Shape(x, start=0, end=1) (op set 15), or Gather then Squeeze/Cast round trips."""
+    b = M.Builder()
+    if variant == "slice":
+        shape = b.node("Shape", ["input"], "/Shape")
+        batch = b.node("Slice", [shape, b.const("starts", np.array([0])), b.const("ends", np.array([1]))], "/Slice")
+    elif variant == "shape_start_end":
+        batch = b.node("Shape", ["input"], "/Shape", start=0, end=1)
+    else:
+        shape = b.node("Cast", [b.node("Shape", ["input"], "/Shape")], "/Cast", to=TensorProto.INT64)
+        first = b.node("Gather", [shape, b.const("index", np.array([0]))], "/Gather", axis=0)
+        batch = b.node("Unsqueeze", [b.node("Squeeze", [first, b.const("axes0", np.array([0]))], "/Squeeze"),
+                                      b.const("axes1", np.array([0]))], "/Unsqueeze")
+    target = b.node("Concat", [batch, b.const("rest", np.array([-1]))], "/Concat", axis=0)
+    out = b.node("Relu", [b.node("Reshape", ["input", target], "/Reshape")], "/Relu")
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 2, 3, 4]}, out, 2, opset=17 if variant != "shape_start_end" else 15)
+    model = _check_against_reference(path, (2, 3, 4))
+    assert [layer.type_name for layer in model.layers] == ["input", "flatten", "activation"]
