@@ -237,7 +237,7 @@ class Model:
         from .swapping import SwapFile
 
         if memory_budget is not None:
-            parse_budget(memory_budget, plan_bytes=1)  # malformed budgets fail first
+            parse_budget(memory_budget, plan_bytes=1 << 40)  # malformed budgets fail first
         if lookahead is not None and (
             isinstance(lookahead, bool) or int(lookahead) != lookahead or lookahead < 0
         ):

@@ -277,7 +277,7 @@ def choose_swap(
     the heuristic finds, or None when the plan fits without swapping. ``lookahead`` fixes
     the lookahead (else each of ``LOOKAHEADS`` is tried). Raises :class:`ConfigError`
     naming the smallest budget that would fit when none does."""
-    parse_budget(budget, plan_bytes=1)  # a malformed budget fails before any planning
+    parse_budget(budget, plan_bytes=1 << 40)  # a malformed budget fails before any planning
     get_planner(planner)
     base = plan if plan is not None else plan_memory(program, planner)
     nbytes = parse_budget(budget, plan_bytes=base.arena_bytes)
