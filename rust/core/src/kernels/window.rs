@@ -62,15 +62,19 @@ impl Window2d {
 
     /// The span of the kernel on the input, dilation included.
     pub fn effective_kernel(&self) -> [usize; 2] {
-        [0, 1].map(|a| self.kernel[a].saturating_sub(1) * self.dilation[a] + 1)
+        [0, 1].map(|a| {
+            (self.kernel[a].saturating_sub(1))
+                .saturating_mul(self.dilation[a])
+                .saturating_add(1)
+        })
     }
 
     /// The input size with padding added.
     pub fn padded(&self) -> [usize; 2] {
         let p = self.padding;
         [
-            self.input[0] + p.top + p.bottom,
-            self.input[1] + p.left + p.right,
+            self.input[0].saturating_add(p.top).saturating_add(p.bottom),
+            self.input[1].saturating_add(p.left).saturating_add(p.right),
         ]
     }
 
