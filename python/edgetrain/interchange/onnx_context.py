@@ -99,7 +99,7 @@ class Context:
             raise Refused(f"needs {what} (input {index})")
         if not np.issubdtype(value.dtype, np.floating):
             raise Refused(f"{what} ('{node.input[index]}') has dtype {value.dtype}, not float")
-        return value.astype(np.float32)
+        return value.astype(np.float32, copy=False)
 
     # -- layers ------------------------------------------------------------------------
 

@@ -60,8 +60,11 @@ def _gemm(ctx: Context, node: NodeProto) -> Tensor:
     b = ctx.weight(node, 1, "B")
     if b.ndim != 2:
         raise Refused(f"B must be a matrix, got shape {format_shape(b.shape)}")
-    weight = (b.T if attribute(node, "transB", 0) else b) * np.float32(attribute(node, "alpha", 1.0))
-    weights = {"weight": np.ascontiguousarray(weight, dtype=np.float32)}
+    weight = np.ascontiguousarray(b.T if attribute(node, "transB", 0) else b)
+    alpha = float(attribute(node, "alpha", 1.0))
+    if alpha != 1.0:
+        weight = weight * np.float32(alpha)
+    weights = {"weight": weight}
     unit = weight.shape[1]
     c = ctx.constant(node, 2, "C")
     if c is not None:
