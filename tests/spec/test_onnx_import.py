@@ -547,3 +547,11 @@ def test_other_flatten_shape_chains_fold(tmp_path: Path, variant: str) -> None:
     path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 2, 3, 4]}, out, 2, opset=17 if variant != "shape_start_end" else 15)
     model = _check_against_reference(path, (2, 3, 4))
     assert [layer.type_name for layer in model.layers] == ["input", "flatten", "activation"]
+
+
+def test_a_second_split_output_as_the_graph_output_is_refused(tmp_path: Path) -> None:
+    b = M.Builder()
+    b.node("Split", ["input", b.const("sizes", np.array([2, 2], np.int64))], "/Split", outputs=2, axis=1)
+    path = b.save(tmp_path / "m.onnx", {"input": [M.BATCH, 4]}, "/Split_output_1", 2)
+    with pytest.raises(ModelFileError, match=r"is output Split\(1\) of a layer with several"):
+        Model.from_onnx(path)

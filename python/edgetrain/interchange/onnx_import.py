@@ -82,13 +82,17 @@ def import_onnx(
     for index, node in enumerate(graph.node):
         _convert(ctx, node, index, table, source)
     output = ctx.values.get(graph.output[0].name)
-    if not isinstance(output, Tensor) or output.layer in inputs:
+    if not isinstance(output, Tensor) or output.layer in inputs or output.ids:
         raise ModelFileError(
             f"output '{graph.output[0].name}' is not computed by any layer from the inputs", path=source
         )
-    kept = _reachable(ctx.layers, output.layer)
-    if kept[-1].layer.name != output.layer:
-        raise ModelFileError(f"output '{graph.output[0].name}' is not the last layer", path=source)
+    kept = _reachable(ctx.layers, output.source)
+    if output.layer != output.source:
+        raise ModelFileError(
+            f"output '{graph.output[0].name}' is output {output.layer} of a layer with several; "
+            "an edgetrain model's output is the first output of its last layer",
+            path=source,
+        )
     model = Model([item.layer for item in kept], loss, name=name or graph.name or source.stem)
     try:
         model.compile(None, batch_size=1)

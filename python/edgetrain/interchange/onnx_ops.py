@@ -91,6 +91,7 @@ def _matmul(ctx: Context, node: NodeProto) -> Tensor:
 def _add(ctx: Context, node: NodeProto) -> Tensor:
     first, second = (ctx.values[name] for name in node.input[:2])
     if isinstance(first, Tensor) and isinstance(second, Tensor):
+        first, second = ctx.tensor(node, 0), ctx.tensor(node, 1)  # no ids
         if first.shape != second.shape:
             raise Refused(
                 f"adds (batch, {format_shape(first.shape)[1:-1]}) and (batch, "
@@ -98,9 +99,9 @@ def _add(ctx: Context, node: NodeProto) -> Tensor:
             )
         return ctx.add(node, Addition(), [first, second])
     which = 0 if isinstance(first, Tensor) else 1
-    tensor, constant = (first, second) if which == 0 else (second, first)
-    assert isinstance(tensor, Tensor) and not isinstance(constant, Tensor)
-    return _bias_add(ctx, node, node.input[which], tensor, constant)
+    constant = second if which == 0 else first
+    assert not isinstance(constant, Tensor)
+    return _bias_add(ctx, node, node.input[which], ctx.tensor(node, which), constant)
 
 
 def _bias_add(ctx: Context, node: NodeProto, name: str, tensor: Tensor, constant: Array) -> Tensor:
