@@ -52,7 +52,7 @@ def code_blocks(text: str) -> list[CodeBlock]:
         if match is None:
             index += 1
             continue
-        fence, info = match["fence"], match["info"].strip()
+        fence, info, indent = match["fence"], match["info"].strip(), len(match["indent"])
         start = index + 1
         index = start
         while index < len(lines):
@@ -62,9 +62,17 @@ def code_blocks(text: str) -> list[CodeBlock]:
             index += 1
         else:
             raise ValueError(f"line {start}: code block opened with {fence} is never closed")
-        blocks.append(CodeBlock(info, "\n".join(lines[start:index]) + "\n", start + 1))
+        body = [_dedent(line, indent) for line in lines[start:index]]
+        blocks.append(CodeBlock(info, "\n".join(body) + "\n", start + 1))
         index += 1
     return blocks
+
+
+def _dedent(line: str, indent: int) -> str:
+    """A line of a fenced block opened ``indent`` spaces in (a fence inside a list item)
+    without up to that many leading spaces, as CommonMark reads it."""
+    stripped = len(line) - len(line.lstrip(" "))
+    return line[min(stripped, indent) :]
 
 
 def python_blocks(path: Path) -> list[CodeBlock]:

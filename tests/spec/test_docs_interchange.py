@@ -42,3 +42,9 @@ def test_blocks_are_found_with_their_line_numbers(tmp_path: Path) -> None:
         assert frames[-1] == (str(doc), 17)  # the document's own line
     else:
         raise AssertionError("the failing block did not fail")
+
+
+def test_a_block_inside_a_list_item_runs_without_its_indent(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text("1. first\n\n   ```python\n   if True:\n       found = 1\n   ```\n")
+    assert run_markdown(doc, tmp_path)["found"] == 1
