@@ -62,6 +62,9 @@ def check_inputs(inputs: Sequence[Array], shapes: Sequence[Shape], names: Sequen
     """Refuse inputs of the wrong count, shape, type or with NaN/inf, before training."""
     if len(inputs) != len(shapes):
         raise DataError(f"the model has {len(shapes)} input(s) {list(names)}, got {len(inputs)} arrays")
+    counts = {name: len(data) for data, name in zip(inputs, names)}
+    if len(set(counts.values())) > 1:
+        raise DataError(f"the inputs have different numbers of samples: {counts}")
     for data, shape, name in zip(inputs, shapes, names):
         if len(data) == 0:
             raise DataError(f"input '{name}' is empty: no samples to train on")

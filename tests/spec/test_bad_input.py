@@ -162,3 +162,10 @@ def test_fully_connected_into_conv_names_both_layers() -> None:
     )
     with pytest.raises(ShapeError, match=r"conv2d layer 'conv': .*rank 4.*'fc' gives \(2, 5\)"):
         model.compile(batch_size=2)
+
+
+def test_inputs_with_different_sample_counts_are_refused() -> None:
+    from edgetrain.data import check_inputs
+
+    with pytest.raises(DataError, match=r"different numbers of samples: \{'a': 3, 'b': 2\}"):
+        check_inputs([np.zeros((3, 2)), np.zeros((2, 2))], [(2,), (2,)], ["a", "b"])
