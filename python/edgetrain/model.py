@@ -299,6 +299,7 @@ class Model:
             for name, values in self._weights.items():
                 np.copyto(swap_store[name], values)
                 self._weights[name] = swap_store[name]
+            swap_store.release_file_pages()
             store = swap_store
         elif self.planner is None:
             store = HeapStore(program.tensors, shared=self._weights)

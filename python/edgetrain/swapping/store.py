@@ -98,10 +98,6 @@ class SwapStore:
         self._resident: dict[str, Segment] = {}
         self._next_order = 0
         self._written = self._read = 0
-        for buffer in schedule.swapped:
-            if plan.buffers[buffer].lifespan is Lifespan.PERSISTENT:
-                held = schedule.slots[buffer]
-                swap_file.array[held.offset : held.offset + held.size] = 0
 
     @staticmethod
     def _view(raw: NDArray[np.uint8], offset: int, spec: TensorSpec) -> Array:
@@ -182,6 +178,11 @@ class SwapStore:
         self.traffic.total_read += read
 
     # -- weights and closing -----------------------------------------------------------
+
+    def release_file_pages(self) -> None:
+        """Drop the whole swap file from the resident set (after weights are copied in:
+        the copy touched their pages)."""
+        self.file.release_pages(0, self.file.nbytes)
 
     def persistent_arrays(self) -> dict[str, Array]:
         """Where every persistent tensor lives between iterations (its file slot when
