@@ -5,6 +5,9 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: install demo test test-rust test-python typecheck lint bench clean
 
+# aarch64 (docs/arm.md): tools/arm/ installs Debian's cross toolchain and qemu when missing.
+.PHONY: test-arm wheel-arm smoke-arm
+
 $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -39,6 +42,19 @@ lint: install
 
 bench: install
 	$(PY) -m bench
+
+# The core crate's whole cargo test, built for aarch64 and run under qemu-aarch64.
+test-arm:
+	tools/arm/test.sh
+
+# A manylinux aarch64 wheel, into target/aarch64/wheels/.
+wheel-arm: $(VENV)/.deps
+	tools/arm/wheel.sh $(VENV)/bin/maturin
+
+# Installs that wheel into an emulated arm64 Debian (root; not in CI) and trains the digits
+# example there, checked against the x86-64 run.
+smoke-arm: wheel-arm install
+	tools/arm/smoke.sh $(PY) $$(ls -t target/aarch64/wheels/edgetrain-*aarch64.whl | head -1)
 
 clean:
 	rm -rf target $(VENV) out
