@@ -86,6 +86,18 @@ pub enum Error {
         /// What is wrong, in words.
         reason: String,
     },
+    /// A step of a program failed (`executor`): names the layer, its op and the step.
+    #[error("layer '{layer}' ({op}) {step}: {source}")]
+    Step {
+        /// The layer (graph node) name.
+        layer: String,
+        /// Its operation.
+        op: &'static str,
+        /// The step kind (`forward`, `calc_gradient`, ...).
+        step: &'static str,
+        /// What failed inside.
+        source: Box<Error>,
+    },
 }
 
 /// The result of every fallible kernel.

@@ -9,9 +9,11 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod executor;
 pub mod gemm;
 pub mod kernels;
 pub mod optim;
+pub mod program;
 
 pub use error::{Dims, Error, Result};
 

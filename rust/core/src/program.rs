@@ -1,0 +1,443 @@
+//! The program the Python package lowers a compiled model into (`spec/core-program.md`):
+//! every tensor with its planned byte offset, the layers with their properties and the
+//! tensor indices of their bindings, the ordered steps and the optimizer. The core
+//! runs it as given; it decides nothing about memory.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::error::{invalid, Error, Result};
+
+/// The format name a description must carry.
+pub const FORMAT: &str = "edgetrain-core-program";
+/// The format version this core reads.
+pub const VERSION: u32 = 1;
+
+/// The element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    /// Activations, weights, gradients (the kernels are f32).
+    Float32,
+    /// Max-pooling argmax.
+    Int32,
+    /// Dropout and global-max masks.
+    Uint8,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::Float32 | DType::Int32 => 4,
+            DType::Uint8 => 1,
+        }
+    }
+}
+
+/// One tensor: `offset` into the arena, or `None` for an external tensor whose memory
+/// the caller binds (weights an inference program borrows).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tensor {
+    /// The spec's tensor name (`conv1:weight`, ...).
+    pub name: String,
+    /// Byte offset in the arena; `None`: external.
+    pub offset: Option<usize>,
+    /// Full shape, batch included.
+    pub shape: Vec<usize>,
+    /// Element type.
+    pub dtype: DType,
+}
+
+impl Tensor {
+    /// Elements of the tensor (`None` when the count overflows).
+    pub fn elements(&self) -> Option<usize> {
+        self.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+    }
+
+    /// Bytes of the tensor (`None` when the count overflows).
+    pub fn nbytes(&self) -> Option<usize> {
+        self.elements()?.checked_mul(self.dtype.size())
+    }
+}
+
+/// The pooling kinds of `Pooling2D`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Windowed maximum (argmax kept in int32 scratch).
+    Max,
+    /// Windowed mean of the real cells.
+    Average,
+    /// Maximum of each map (tie mask kept in uint8 scratch).
+    GlobalMax,
+    /// Mean of each map.
+    GlobalAverage,
+}
+
+/// The loss kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// Mean squared error; the output is the input itself.
+    Mse,
+    /// Softmax fused with cross entropy.
+    CrossEntropy,
+    /// Sigmoid fused with binary cross entropy.
+    CrossEntropySigmoid,
+}
+
+/// A layer's operation and the properties its kernels need; shapes come from the
+/// bound tensors. `padding` is `(top, bottom, left, right)`, resolved by the spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Op {
+    /// Data entry: the caller writes the output.
+    Input,
+    /// `y = x W + b` over the last axis.
+    FullyConnected,
+    /// NCHW cross-correlation (conv1d lowers to this with height 1).
+    Conv2d {
+        /// `(kh, kw)`.
+        kernel: [usize; 2],
+        /// `(sh, sw)`.
+        stride: [usize; 2],
+        /// `(dh, dw)`.
+        dilation: [usize; 2],
+        /// `(top, bottom, left, right)`.
+        padding: [usize; 4],
+    },
+    /// 2-D pooling.
+    Pooling2d {
+        /// Which pooling.
+        pooling: Pooling,
+        /// Window `(kh, kw)` (the whole map for global pooling).
+        pool: [usize; 2],
+        /// `(sh, sw)`.
+        stride: [usize; 2],
+        /// `(top, bottom, left, right)`.
+        padding: [usize; 4],
+    },
+    /// An element-wise (or softmax) activation by its model-file name.
+    Activation {
+        /// `relu`, `sigmoid`, ...
+        kind: String,
+    },
+    /// Flatten / reshape: the output is the input's bytes with another shape.
+    View,
+    /// Fan-out: copies of the input; the derivative sums.
+    Multiout,
+    /// Element-wise sum of the inputs.
+    Addition,
+    /// Concatenation along `axis`.
+    Concat {
+        /// The resolved axis.
+        axis: usize,
+    },
+    /// Equal parts along `axis`.
+    Split {
+        /// The resolved axis.
+        axis: usize,
+    },
+    /// Batch normalization over every axis but `axis`.
+    BatchNormalization {
+        /// The resolved channel axis.
+        axis: usize,
+        /// Added to the variance.
+        epsilon: f32,
+        /// Weight of the old moving statistics.
+        momentum: f32,
+    },
+    /// Layer normalization over `axes`.
+    LayerNormalization {
+        /// The resolved, increasing axes.
+        axes: Vec<usize>,
+        /// Added to the variance.
+        epsilon: f32,
+    },
+    /// Inverted dropout.
+    Dropout {
+        /// Probability of dropping an element.
+        rate: f32,
+    },
+    /// A loss layer (the last node).
+    Loss {
+        /// Which loss.
+        loss: LossKind,
+    },
+}
+
+impl Op {
+    /// The operation's name in messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input => "input",
+            Op::FullyConnected => "fully_connected",
+            Op::Conv2d { .. } => "conv2d",
+            Op::Pooling2d { .. } => "pooling2d",
+            Op::Activation { .. } => "activation",
+            Op::View => "view",
+            Op::Multiout => "multiout",
+            Op::Addition => "addition",
+            Op::Concat { .. } => "concat",
+            Op::Split { .. } => "split",
+            Op::BatchNormalization { .. } => "batch_normalization",
+            Op::LayerNormalization { .. } => "layer_normalization",
+            Op::Dropout { .. } => "dropout",
+            Op::Loss { .. } => "loss",
+        }
+    }
+}
+
+/// The regularizer and decay of one trained weight.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct Penalty {
+    /// L2 constant: the gradient gains `l2 * w`, the loss `l2 / 2 * sum(w^2)`.
+    #[serde(default)]
+    pub l2: f64,
+    /// The weight's own decay (coupled for SGD / Adam, decoupled for AdamW).
+    #[serde(default)]
+    pub decay: f64,
+}
+
+/// The tensor indices one layer works on, keyed as the spec's `Binding`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Binding {
+    /// Forward inputs.
+    pub inputs: Vec<usize>,
+    /// Forward outputs.
+    pub outputs: Vec<usize>,
+    /// Weights by name.
+    pub weights: BTreeMap<String, usize>,
+    /// dL/dweight by weight name (trained weights only).
+    pub gradients: BTreeMap<String, usize>,
+    /// Optimizer state by weight name, then state name.
+    pub optimizer_state: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Scratch by name.
+    pub scratch: BTreeMap<String, usize>,
+    /// dL/doutput (given).
+    pub grad_outputs: Vec<usize>,
+    /// dL/dinput (written).
+    pub grad_inputs: Vec<usize>,
+    /// Penalties by weight name.
+    pub penalties: BTreeMap<String, Penalty>,
+}
+
+/// One layer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Layer {
+    /// The node name.
+    pub name: String,
+    /// What it computes.
+    pub op: Op,
+    /// Its tensors.
+    pub binding: Binding,
+}
+
+/// The kinds of step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// Outputs from inputs.
+    Forward,
+    /// dL/dweight.
+    CalcGradient,
+    /// dL/dinput.
+    CalcDerivative,
+    /// Optimizer update of the layer's trained weights.
+    ApplyGradient,
+}
+
+impl StepKind {
+    /// The spec's name of the step kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Forward => "forward",
+            StepKind::CalcGradient => "calc_gradient",
+            StepKind::CalcDerivative => "calc_derivative",
+            StepKind::ApplyGradient => "apply_gradient",
+        }
+    }
+}
+
+/// One entry of the execution order.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Step {
+    /// What to run.
+    pub kind: StepKind,
+    /// Index into `layers`.
+    pub layer: usize,
+    /// Tensors set to zero before the step runs.
+    #[serde(default)]
+    pub zero_fill: Vec<usize>,
+}
+
+/// The optimizer applied by `apply_gradient` steps.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Optimizer {
+    /// SGD, with a `momentum` state when momentum > 0.
+    Sgd {
+        /// In `[0, 1)`.
+        momentum: f64,
+    },
+    /// Adam (states `m`, `v`).
+    Adam {
+        /// First-moment decay.
+        beta1: f64,
+        /// Second-moment decay.
+        beta2: f64,
+        /// Denominator guard.
+        epsilon: f64,
+    },
+    /// AdamW (states `m`, `v`), decoupled decay `weight_decay`.
+    Adamw {
+        /// First-moment decay.
+        beta1: f64,
+        /// Second-moment decay.
+        beta2: f64,
+        /// Denominator guard.
+        epsilon: f64,
+        /// Decoupled weight decay.
+        weight_decay: f64,
+    },
+}
+
+/// A whole program.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Program {
+    /// Must be [`FORMAT`].
+    pub format: String,
+    /// Must be [`VERSION`].
+    pub version: u32,
+    /// Whether the steps include the backward.
+    pub training: bool,
+    /// Bytes of the arena (the plan's `arena_bytes`).
+    pub arena_bytes: usize,
+    /// Every tensor.
+    pub tensors: Vec<Tensor>,
+    /// Every layer (graph node), in graph order.
+    pub layers: Vec<Layer>,
+    /// The execution order.
+    pub steps: Vec<Step>,
+    /// The optimizer of a training program.
+    #[serde(default)]
+    pub optimizer: Option<Optimizer>,
+    /// Input tensors, in the model's input order.
+    pub inputs: Vec<usize>,
+    /// The output tensor.
+    pub output: usize,
+    /// The label tensor (programs with a loss).
+    #[serde(default)]
+    pub label: Option<usize>,
+    /// The loss scalar `(1,)` (programs with a loss).
+    #[serde(default)]
+    pub loss: Option<usize>,
+}
+
+fn bad(what: &'static str, reason: impl Into<String>) -> Error {
+    invalid("program", what, reason)
+}
+
+impl Program {
+    /// Parses and validates a JSON description.
+    pub fn from_json(text: &str) -> Result<Program> {
+        let program: Program =
+            serde_json::from_str(text).map_err(|e| bad("description", e.to_string()))?;
+        program.validate()?;
+        Ok(program)
+    }
+
+    /// Index of the tensor named `name`.
+    pub fn tensor_index(&self, name: &str) -> Option<usize> {
+        self.tensors.iter().position(|t| t.name == name)
+    }
+
+    /// Checks everything the executor relies on: the format, every index in range, every
+    /// arena tensor inside the arena at an offset aligned for its type, the step kinds
+    /// a layer can run, and an optimizer for every update.
+    pub fn validate(&self) -> Result<()> {
+        if self.format != FORMAT || self.version != VERSION {
+            return Err(bad(
+                "format",
+                format!(
+                    "expected {FORMAT} version {VERSION}, got {} version {}",
+                    self.format, self.version
+                ),
+            ));
+        }
+        let count = self.tensors.len();
+        for t in &self.tensors {
+            let bytes = t.nbytes().ok_or_else(|| {
+                bad("tensor", format!("'{}' of shape {:?} overflows", t.name, t.shape))
+            })?;
+            if let Some(offset) = t.offset {
+                if !offset.is_multiple_of(t.dtype.size()) {
+                    return Err(bad(
+                        "offset",
+                        format!("tensor '{}' at byte {offset} is misaligned for {:?}", t.name, t.dtype),
+                    ));
+                }
+                if offset.checked_add(bytes).is_none_or(|end| end > self.arena_bytes) {
+                    return Err(bad(
+                        "offset",
+                        format!(
+                            "tensor '{}' ({bytes} bytes at {offset}) lies outside the arena of {} bytes",
+                            t.name, self.arena_bytes
+                        ),
+                    ));
+                }
+            }
+        }
+        let index = |what: &'static str, i: usize| -> Result<()> {
+            if i < count {
+                Ok(())
+            } else {
+                Err(bad(what, format!("tensor index {i} out of range (0..{count})")))
+            }
+        };
+        for layer in &self.layers {
+            let b = &layer.binding;
+            let all = b.inputs.iter().chain(&b.outputs).chain(&b.grad_outputs).chain(&b.grad_inputs);
+            for &i in all
+                .chain(b.weights.values())
+                .chain(b.gradients.values())
+                .chain(b.scratch.values())
+                .chain(b.optimizer_state.values().flat_map(|s| s.values()))
+            {
+                index("binding", i)?;
+            }
+            for w in b.gradients.keys() {
+                if !b.weights.contains_key(w) {
+                    return Err(bad(
+                        "binding",
+                        format!("layer '{}' has a gradient of '{w}' but no such weight", layer.name),
+                    ));
+                }
+            }
+        }
+        for &i in self.inputs.iter().chain([&self.output]).chain(&self.label).chain(&self.loss) {
+            index("program tensors", i)?;
+        }
+        for (order, step) in self.steps.iter().enumerate() {
+            let layer = self.layers.get(step.layer).ok_or_else(|| {
+                bad("step", format!("step {order} names layer {} of {}", step.layer, self.layers.len()))
+            })?;
+            for &i in &step.zero_fill {
+                index("zero_fill", i)?;
+            }
+            if step.kind == StepKind::ApplyGradient && self.optimizer.is_none() {
+                return Err(bad(
+                    "optimizer",
+                    format!("step {order} updates layer '{}' but the program has no optimizer", layer.name),
+                ));
+            }
+            if step.kind != StepKind::Forward && !self.training {
+                return Err(bad("step", format!("step {order} is a backward step of an inference program")));
+            }
+        }
+        Ok(())
+    }
+}
