@@ -13,6 +13,7 @@ pub mod executor;
 pub mod gemm;
 pub mod kernels;
 pub mod optim;
+pub mod planner;
 pub mod program;
 
 pub use error::{Dims, Error, Result};
