@@ -9,3 +9,5 @@ cd "$(dirname "$0")/../.."
 tools/arm/install-toolchain.sh
 source tools/arm/env.sh
 cargo test -p edgetrain-core --target "$ARM_TARGET" "$@"
+# Which GEMM kernels those tests ran: faer's NEON ones, not a scalar fallback.
+tools/arm/gemm_neon_check.sh
