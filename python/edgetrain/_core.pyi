@@ -1,8 +1,49 @@
 """Type stub of the compiled core (rust/py), checked by ``mypy.stubtest`` in ``make test``."""
 
-__all__ = ["__version__", "version"]
+from typing import Any, final
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "CoreConfigError",
+    "CoreError",
+    "CoreExecutor",
+    "CoreShapeError",
+    "__version__",
+    "version",
+]
 
 __version__: str
 
 def version() -> str:
     """The version of the compiled core, equal to the Python package's version."""
+
+class CoreError(ValueError):
+    """Base of the errors the compiled core raises (edgetrain translates them to its own)."""
+
+class CoreShapeError(CoreError):
+    """A tensor whose size or shape does not fit the op (edgetrain's ShapeError)."""
+
+class CoreConfigError(CoreError):
+    """A program, property or argument the core refuses (edgetrain's ConfigError)."""
+
+@final
+class CoreExecutor:
+    """A lowered program running in the arena it owns."""
+
+    def __new__(cls, description: str, threads: int, seed: int = 0) -> CoreExecutor: ...
+    def bind_external(self, name: str, array: NDArray[np.float32]) -> None: ...
+    def tensor(self, name: str) -> NDArray[Any]: ...
+    def arena(self) -> NDArray[np.uint8]: ...
+    def train_step(self, lr: float, update: int) -> float: ...
+    def forward(self, training: bool = False, label: bool = False) -> None: ...
+    def run_step(
+        self, order: int, *, training: bool, label: bool, lr: float = 0.0, update: int = 0
+    ) -> None: ...
+    def loss(self) -> float: ...
+    def regularization_loss(self) -> float: ...
+    @property
+    def arena_bytes(self) -> int: ...
+    @property
+    def threads(self) -> int: ...

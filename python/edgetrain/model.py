@@ -108,6 +108,9 @@ class Model:
         self.swap = False
         self.lookahead: int | None = None
         self.swap_dir: str | os.PathLike[str] | None = None
+        #: the executor of the last compile (``"python"`` or ``"rust"``) and its threads
+        self.backend = "python"
+        self.threads: int | None = None
         self._closed = False
         self._weights: dict[str, Array] = {}
         self._train: Executor | None = None
@@ -163,9 +166,17 @@ class Model:
         swap: bool = False,
         lookahead: int | None = None,
         swap_dir: str | os.PathLike[str] | None = None,
+        backend: str = "python",
+        threads: int | None = None,
     ) -> None:
         """Build the graph and program for ``batch_size`` and initialise weights from
         ``seed`` (kept when recompiling). Without an optimizer the model only infers.
+
+        ``backend="rust"`` runs the program in the compiled core (``spec/core-program.md``)
+        on ``threads`` threads (default: every core the process may use); ``"python"`` is
+        the numpy reference. Both give the same results within the tolerances of
+        ``spec/core-program.md``; the rust backend refuses float64, swapping and
+        ``debug_poison`` (ConfigError), and layer types it cannot run yet, by name.
 
         Swapping (``spec/swapping.md``): ``memory_budget`` (bytes, or ``"64MiB"``,
         ``"1.5GB"``, ``"25%"`` of the plan without swap) chooses buffers to swap to a file and the lookahead so that the
@@ -181,6 +192,8 @@ class Model:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
+        self._check_backend(backend, threads, debug_poison, memory_budget, swap)
+        self.backend, self.threads = backend, threads
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size <= 0:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         if planner is not None:
@@ -291,6 +304,8 @@ class Model:
         other programs borrow them. ``debug_poison`` also runs the plan checker. With
         ``swapping`` the store is a swapping store: swapped weights live in their swap
         file slot between iterations, and ``_weights`` are views there."""
+        if self.backend == "rust":
+            return self._rust_executor(program, owns_weights=owns_weights)
         store: TensorStore
         if swapping is not None:
             from .swapping import SwapStore
@@ -316,6 +331,54 @@ class Model:
                     self._weights[name] = store[name]
         rng = np.random.default_rng(self.seed + 1)
         return Executor(program, store, self.optimizer, rng)
+
+    def _check_backend(
+        self,
+        backend: str,
+        threads: int | None,
+        debug_poison: bool,
+        memory_budget: int | str | None,
+        swap: bool,
+    ) -> None:
+        from .backends import BACKENDS
+
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}", key="backend")
+        if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads <= 0):
+            raise ConfigError(f"threads must be a positive integer, got {threads!r}", key="threads")
+        if backend != "rust":
+            return
+        if self.dtype != np.dtype(np.float32):
+            raise ConfigError(f"the rust backend runs float32 models, got dtype {self.dtype}", key="dtype")
+        if memory_budget is not None or swap:
+            raise ConfigError(
+                "swapping (memory_budget / swap) runs on the python backend only for now", key="backend"
+            )
+        if debug_poison:
+            raise ConfigError("debug_poison is a python-backend tool (the rust arena is not poisoned)")
+
+    def _rust_executor(self, program: Program, *, owns_weights: bool) -> Executor:
+        """The program in the Rust core's arena. The compiled program owns the weights
+        (``_weights`` become numpy views into its arena); other programs (inference at
+        other batch sizes) bind those same arrays as external tensors, so predict, the
+        training step and get/set_weights all see one copy of every weight."""
+        from .backends.rust import RustExecutor
+
+        external = () if owns_weights else list(self._weights)
+        plan = plan_memory(program, self.planner or "naive", external=external)
+        executor = RustExecutor(
+            program,
+            plan,
+            self.optimizer,
+            threads=self.threads,
+            seed=self.seed + 1,
+            shared=None if owns_weights else self._weights,
+        )
+        if owns_weights:
+            for name, values in self._weights.items():
+                np.copyto(executor.store[name], values)
+                self._weights[name] = executor.store[name]
+        return executor
 
     def _inference_executor(self, batch: int) -> Executor:
         if batch not in self._inference:
@@ -482,6 +545,8 @@ class Model:
             swap=self.swap,
             lookahead=self.lookahead,
             swap_dir=self.swap_dir,
+            backend=self.backend,
+            threads=self.threads,
         )
         new = self._train
         if old is None or new is None:

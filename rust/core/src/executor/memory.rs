@@ -95,6 +95,9 @@ pub struct Memory {
 // `bind_external` (valid and not accessed elsewhere while the executor runs). Access
 // goes through `&mut Memory`, so moving it to a worker thread moves the only access.
 unsafe impl Send for Memory {}
+// SAFETY: through `&Memory` only addresses are read (`region`, `same_bytes`, `arena`);
+// every access to the bytes needs `&mut Memory` (`views`).
+unsafe impl Sync for Memory {}
 
 impl Memory {
     /// The arena of `program` and the region of every arena tensor.

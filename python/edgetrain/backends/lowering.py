@@ -1,0 +1,207 @@
+"""A program and its memory plan as the plain description the Rust core runs
+(``spec/core-program.md``).
+
+Everything the core needs is decided here, in the spec's terms: every tensor's byte
+offset (or ``None`` for an external tensor), every layer's operation with its resolved
+properties (the conv window with ``same`` padding turned into numbers, the batch-norm
+axis, the layer-norm axes...), the tensor indices of each binding, the steps, the
+optimizer. The core decides nothing about memory or geometry, so a plan runs there
+exactly as the planner laid it out. Layers the core cannot run are refused here, by
+name and type, before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..layers.activation import Activation
+from ..layers.base import Layer
+from ..layers.conv2d import Conv2D
+from ..layers.dropout import Dropout
+from ..layers.fully_connected import FullyConnected
+from ..layers.input import Input
+from ..layers.merge import Addition, Concat
+from ..layers.multiout import Multiout
+from ..layers.normalization import BatchNormalization, LayerNormalization
+from ..layers.pooling import Pooling2D
+from ..layers.reshape import Flatten, Reshape
+from ..layers.split import Split
+from ..losses import MeanSquaredError, SigmoidCrossEntropy, SoftmaxCrossEntropy
+from ..optimizers import SGD, Adam, AdamW, Optimizer
+from ..planning.plan import MemoryPlan
+from ..program import Program
+from ..tensors import Shape
+
+#: the executors ``Model.compile(backend=...)`` accepts
+BACKENDS = ("python", "rust")
+FORMAT = "edgetrain-core-program"
+#: the step kinds the core runs
+STEP_KINDS = ("forward", "calc_gradient", "calc_derivative", "apply_gradient")
+VERSION = 1
+
+
+def _window(window: Any) -> dict[str, Any]:
+    return {"stride": list(window.stride), "padding": list(window.pads)}
+
+
+def lower_op(layer: Layer, input_shapes: list[Shape]) -> dict[str, Any]:
+    """The operation of one layer with the properties its kernels need, resolved for
+    its input shapes; ConfigError for a layer type the core cannot run."""
+    shape = input_shapes[0] if input_shapes else ()
+    if isinstance(layer, Input):
+        return {"type": "input"}
+    if isinstance(layer, FullyConnected):
+        return {"type": "fully_connected"}
+    if isinstance(layer, Conv2D):  # conv1d too: a height-1 conv2d
+        window = layer.window(shape[2], shape[3])
+        return {
+            "type": "conv2d",
+            "kernel": list(window.kernel),
+            "dilation": list(window.dilation),
+            **_window(window),
+        }
+    if isinstance(layer, Pooling2D):
+        window = layer.window(shape[2], shape[3])
+        return {"type": "pooling2d", "pooling": layer.pooling, "pool": list(window.kernel), **_window(window)}
+    if isinstance(layer, Activation):
+        return {"type": "activation", "kind": layer.kind}
+    if isinstance(layer, (Flatten, Reshape)):
+        return {"type": "view"}
+    if isinstance(layer, Multiout):
+        return {"type": "multiout"}
+    if isinstance(layer, Addition):
+        return {"type": "addition"}
+    if isinstance(layer, Concat):
+        return {"type": "concat", "axis": layer.concat_axis(shape)}
+    if isinstance(layer, Split):
+        return {"type": "split", "axis": layer._resolved_axis(shape)}
+    if isinstance(layer, BatchNormalization):
+        return {
+            "type": "batch_normalization",
+            "axis": layer.channel_axis(shape),
+            "epsilon": layer.epsilon,
+            "momentum": layer.momentum,
+        }
+    if isinstance(layer, LayerNormalization):
+        return {
+            "type": "layer_normalization",
+            "axes": list(layer.normalized_axes(shape)),
+            "epsilon": layer.epsilon,
+        }
+    if isinstance(layer, Dropout):
+        return {"type": "dropout", "rate": layer.dropout_rate}
+    if isinstance(layer, MeanSquaredError):
+        return {"type": "loss", "loss": "mse"}
+    if isinstance(layer, SoftmaxCrossEntropy):
+        return {"type": "loss", "loss": "cross_entropy"}
+    if isinstance(layer, SigmoidCrossEntropy):
+        return {"type": "loss", "loss": "cross_entropy_sigmoid"}
+    raise ConfigError(
+        f"the rust backend cannot run layer '{layer.display_name}' of type "
+        f"'{layer.type_name}' yet; compile with backend='python'"
+    )
+
+
+def lower_optimizer(optimizer: Optimizer | None) -> dict[str, Any] | None:
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, AdamW):
+        return {
+            "type": "adamw",
+            "beta1": optimizer.beta1,
+            "beta2": optimizer.beta2,
+            "epsilon": optimizer.epsilon,
+            "weight_decay": optimizer.weight_decay,
+        }
+    if isinstance(optimizer, Adam):
+        return {"type": "adam", "beta1": optimizer.beta1, "beta2": optimizer.beta2, "epsilon": optimizer.epsilon}
+    if isinstance(optimizer, SGD):
+        return {"type": "sgd", "momentum": optimizer.momentum}
+    raise ConfigError(f"the rust backend cannot run optimizer '{optimizer.type_name}' yet")
+
+
+def lowering_refusal(program: Program) -> str | None:
+    """Why the core cannot run ``program`` (None when it can): the first layer of an
+    unsupported type, or a float type other than float32."""
+    if program.dtype != np.dtype(np.float32):
+        return f"the rust backend runs float32 programs, got {program.dtype}"
+    for step in program.steps:
+        if step.kind.value not in STEP_KINDS:
+            return f"the rust backend cannot run {step.kind.value} steps (layer '{step.node}') yet"
+    for node in program.graph.nodes:
+        try:
+            lower_op(node.layer, [program.graph.shape_of(p) for p in node.inputs])
+        except ConfigError as error:
+            return str(error)
+    return None
+
+
+def lower_program(program: Program, plan: MemoryPlan, optimizer: Optimizer | None) -> dict[str, Any]:
+    """The description of ``program`` laid out by ``plan`` (``spec/core-program.md``)."""
+    refusal = lowering_refusal(program)
+    if refusal is not None:
+        raise ConfigError(refusal)
+    names = list(program.tensors)
+    index = {name: i for i, name in enumerate(names)}
+    tensors = [
+        {
+            "name": name,
+            "offset": plan.tensors[name].offset,
+            "shape": list(spec.shape),
+            "dtype": str(spec.dtype),
+        }
+        for name, spec in program.tensors.items()
+    ]
+    layers = []
+    for node in program.graph.nodes:
+        b = program.bindings[node.name]
+        layers.append(
+            {
+                "name": node.name,
+                "op": lower_op(node.layer, [program.graph.shape_of(p) for p in node.inputs]),
+                "binding": {
+                    "inputs": [index[n] for n in b.inputs],
+                    "outputs": [index[n] for n in b.outputs],
+                    "weights": {k: index[n] for k, n in b.weights.items()},
+                    "gradients": {k: index[n] for k, n in b.gradients.items()},
+                    "optimizer_state": {
+                        w: {k: index[n] for k, n in s.items()} for w, s in b.optimizer_state.items()
+                    },
+                    "scratch": {k: index[n] for k, n in b.scratch.items()},
+                    "grad_outputs": [index[n] for n in b.grad_outputs],
+                    "grad_inputs": [index[n] for n in b.grad_inputs],
+                    "penalties": {k: {"l2": p.l2, "decay": p.decay} for k, p in b.penalties.items()},
+                },
+            }
+        )
+    layer_index = {node.name: i for i, node in enumerate(program.graph.nodes)}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "training": program.training,
+        "arena_bytes": plan.arena_bytes,
+        "tensors": tensors,
+        "layers": layers,
+        "steps": [
+            {
+                "kind": step.kind.value,
+                "layer": layer_index[step.node],
+                "zero_fill": [index[n] for n in step.zero_fill],
+            }
+            for step in program.steps
+        ],
+        "optimizer": lower_optimizer(optimizer) if program.training else None,
+        "inputs": [index[n] for n in program.inputs],
+        "output": index[program.output],
+        "label": None if program.label is None else index[program.label],
+        "loss": None if program.loss is None else index[program.loss],
+    }
+
+
+def program_json(program: Program, plan: MemoryPlan, optimizer: Optimizer | None) -> str:
+    """:func:`lower_program` as the JSON text ``_core.CoreExecutor`` parses."""
+    return json.dumps(lower_program(program, plan, optimizer))

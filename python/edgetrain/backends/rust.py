@@ -1,0 +1,139 @@
+"""The executor of ``backend="rust"``: the lowered program run by ``_core.CoreExecutor``.
+
+It keeps the reference executor's interface (``train_step``, ``forward``, ``loss``,
+``store[name]``, ``update_count``), so the model, ``fit``, checkpoints and weight I/O
+work unchanged. ``store[name]`` is a numpy array that *is* the tensor's bytes in the
+core's arena, so weights are read and written without copies; external tensors (the
+weights an inference program borrows) are the arrays given, bound by pointer and kept
+alive by the core executor. Every ``_core`` error is raised as edgetrain's own
+``ShapeError`` / ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ConfigError, EdgetrainError, ShapeError
+from ..executor import Executor
+from ..optimizers import Optimizer
+from ..planning.plan import MemoryPlan
+from ..program import Program, Step
+from .lowering import program_json
+
+Array = NDArray[Any]
+T = TypeVar("T")
+
+
+def default_threads() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def translate(error: Exception) -> EdgetrainError:
+    """A ``_core`` exception as the spec's error class with the same message."""
+    from .. import _core
+
+    if isinstance(error, _core.CoreShapeError):
+        return ShapeError(str(error))
+    return ConfigError(str(error))
+
+
+def _core_call(work: Callable[[], T]) -> T:
+    from .. import _core
+
+    try:
+        return work()
+    except _core.CoreError as error:
+        raise translate(error) from error
+
+
+class RustStore:
+    """Tensor name to numpy view into the core's arena (or the external array given)."""
+
+    def __init__(self, arrays: dict[str, Array], plan: MemoryPlan) -> None:
+        self.arrays = arrays
+        self.plan = plan
+
+    def __getitem__(self, name: str) -> Array:
+        return self.arrays[name]
+
+
+class RustExecutor(Executor):
+    """Runs ``program`` laid out by ``plan`` in the Rust core, ``threads`` threads wide
+    (default: every core this process may use); ``shared`` gives the arrays of the
+    plan's external tensors."""
+
+    def __init__(
+        self,
+        program: Program,
+        plan: MemoryPlan,
+        optimizer: Optimizer | None,
+        *,
+        threads: int | None = None,
+        seed: int = 0,
+        shared: Mapping[str, Array] | None = None,
+    ) -> None:
+        from .. import _core
+
+        count = default_threads() if threads is None else threads
+        if isinstance(count, bool) or int(count) != count or count <= 0:
+            raise ConfigError(f"threads must be a positive integer, got {threads!r}", key="threads")
+        description = program_json(program, plan, optimizer)
+        self.core = _core_call(lambda: _core.CoreExecutor(description, int(count), seed))
+        arrays: dict[str, Array] = {}
+        shared = shared or {}
+        for name in program.tensors:
+            if plan.tensors[name].offset is None:
+                given = shared.get(name)
+                if given is None:
+                    raise ConfigError(f"tensor '{name}' is external to the plan but no array was given")
+                self.core.bind_external(name, given)
+                arrays[name] = given
+            else:
+                arrays[name] = self.core.tensor(name)
+        super().__init__(program, RustStore(arrays, plan), optimizer)
+
+    @property
+    def threads(self) -> int:
+        return int(self.core.threads)
+
+    def train_step(self, inputs: Sequence[Array], label: Array, lr: float) -> float:
+        """One iteration in the core, the GIL released; the loss plus the L2 penalty."""
+        if not self.program.training:
+            raise ConfigError("train_step on an inference program")
+        self.load_batch(inputs, label)
+        self.update_count += 1
+        return _core_call(lambda: self.core.train_step(float(lr), self.update_count))
+
+    def forward(self, inputs: Sequence[Array], label: Array | None = None) -> Array:
+        """Forward only, in inference mode; returns the output tensor (not a copy)."""
+        self.load_batch(inputs, label)
+        _core_call(lambda: self.core.forward(training=False, label=label is not None))
+        return self.store[self.program.output]
+
+    def run_order(self, order: int, *, training: bool, label: bool, lr: float = 0.0) -> None:
+        """Entry ``order`` of the execution order alone, with the current update count
+        (the conformance tests' step-by-step comparison)."""
+        _core_call(
+            lambda: self.core.run_step(
+                order, training=training, label=label, lr=float(lr), update=self.update_count
+            )
+        )
+
+    def run_step(self, step: Step, *, training: bool, label: bool, lr: float) -> None:
+        self.run_order(self.program.steps.index(step), training=training, label=label, lr=lr)
+
+    def regularization_loss(self) -> float:
+        return _core_call(self.core.regularization_loss)
+
+    def arena(self) -> NDArray[np.uint8]:
+        """The core's whole arena as bytes (no copy)."""
+        return self.core.arena()
