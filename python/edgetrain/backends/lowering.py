@@ -137,6 +137,9 @@ def lowering_refusal(program: Program) -> str | None:
             lower_op(node.layer, [program.graph.shape_of(p) for p in node.inputs])
         except ConfigError as error:
             return str(error)
+        scratch = program.bindings[node.name].scratch
+        if isinstance(node.layer, Pooling2D) and node.layer.pooling == "max" and "argmax" not in scratch:
+            return f"the rust backend needs the argmax scratch of max pooling layer '{node.name}'"
     return None
 
 
