@@ -371,16 +371,25 @@ impl Program {
         let count = self.tensors.len();
         for t in &self.tensors {
             let bytes = t.nbytes().ok_or_else(|| {
-                bad("tensor", format!("'{}' of shape {:?} overflows", t.name, t.shape))
+                bad(
+                    "tensor",
+                    format!("'{}' of shape {:?} overflows", t.name, t.shape),
+                )
             })?;
             if let Some(offset) = t.offset {
                 if !offset.is_multiple_of(t.dtype.size()) {
                     return Err(bad(
                         "offset",
-                        format!("tensor '{}' at byte {offset} is misaligned for {:?}", t.name, t.dtype),
+                        format!(
+                            "tensor '{}' at byte {offset} is misaligned for {:?}",
+                            t.name, t.dtype
+                        ),
                     ));
                 }
-                if offset.checked_add(bytes).is_none_or(|end| end > self.arena_bytes) {
+                if offset
+                    .checked_add(bytes)
+                    .is_none_or(|end| end > self.arena_bytes)
+                {
                     return Err(bad(
                         "offset",
                         format!(
@@ -395,12 +404,20 @@ impl Program {
             if i < count {
                 Ok(())
             } else {
-                Err(bad(what, format!("tensor index {i} out of range (0..{count})")))
+                Err(bad(
+                    what,
+                    format!("tensor index {i} out of range (0..{count})"),
+                ))
             }
         };
         for layer in &self.layers {
             let b = &layer.binding;
-            let all = b.inputs.iter().chain(&b.outputs).chain(&b.grad_outputs).chain(&b.grad_inputs);
+            let all = b
+                .inputs
+                .iter()
+                .chain(&b.outputs)
+                .chain(&b.grad_outputs)
+                .chain(&b.grad_inputs);
             for &i in all
                 .chain(b.weights.values())
                 .chain(b.gradients.values())
@@ -413,17 +430,33 @@ impl Program {
                 if !b.weights.contains_key(w) {
                     return Err(bad(
                         "binding",
-                        format!("layer '{}' has a gradient of '{w}' but no such weight", layer.name),
+                        format!(
+                            "layer '{}' has a gradient of '{w}' but no such weight",
+                            layer.name
+                        ),
                     ));
                 }
             }
         }
-        for &i in self.inputs.iter().chain([&self.output]).chain(&self.label).chain(&self.loss) {
+        for &i in self
+            .inputs
+            .iter()
+            .chain([&self.output])
+            .chain(&self.label)
+            .chain(&self.loss)
+        {
             index("program tensors", i)?;
         }
         for (order, step) in self.steps.iter().enumerate() {
             let layer = self.layers.get(step.layer).ok_or_else(|| {
-                bad("step", format!("step {order} names layer {} of {}", step.layer, self.layers.len()))
+                bad(
+                    "step",
+                    format!(
+                        "step {order} names layer {} of {}",
+                        step.layer,
+                        self.layers.len()
+                    ),
+                )
             })?;
             for &i in &step.zero_fill {
                 index("zero_fill", i)?;
@@ -431,11 +464,17 @@ impl Program {
             if step.kind == StepKind::ApplyGradient && self.optimizer.is_none() {
                 return Err(bad(
                     "optimizer",
-                    format!("step {order} updates layer '{}' but the program has no optimizer", layer.name),
+                    format!(
+                        "step {order} updates layer '{}' but the program has no optimizer",
+                        layer.name
+                    ),
                 ));
             }
             if step.kind != StepKind::Forward && !self.training {
-                return Err(bad("step", format!("step {order} is a backward step of an inference program")));
+                return Err(bad(
+                    "step",
+                    format!("step {order} is a backward step of an inference program"),
+                ));
             }
         }
         Ok(())

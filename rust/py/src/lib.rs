@@ -58,7 +58,9 @@ fn guarded<T>(work: impl FnOnce() -> edgetrain_core::Result<T>) -> PyResult<T> {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(CoreError::new_err(format!("internal error in the core: {what}")))
+            Err(CoreError::new_err(format!(
+                "internal error in the core: {what}"
+            )))
         }
     }
 }
@@ -92,17 +94,24 @@ impl CoreExecutor {
     #[pyo3(signature = (description, threads, seed = 0))]
     fn new(description: &str, threads: usize, seed: u64) -> PyResult<Self> {
         let inner = guarded(|| Executor::new(Program::from_json(description)?, threads, seed))?;
-        Ok(CoreExecutor { inner, externals: Vec::new() })
+        Ok(CoreExecutor {
+            inner,
+            externals: Vec::new(),
+        })
     }
 
     /// Binds external tensor `name` to `array` (C-contiguous, writeable float32 of the
     /// tensor's size), which the executor keeps alive and reads in place.
     fn bind_external(&mut self, name: &str, array: &Bound<'_, PyArrayDyn<f32>>) -> PyResult<()> {
         if !array.is_c_contiguous() {
-            return Err(CoreConfigError::new_err(format!("external tensor '{name}': array is not C-contiguous")));
+            return Err(CoreConfigError::new_err(format!(
+                "external tensor '{name}': array is not C-contiguous"
+            )));
         }
         drop(array.try_readwrite().map_err(|e| {
-            CoreConfigError::new_err(format!("external tensor '{name}': array is not writeable ({e})"))
+            CoreConfigError::new_err(format!(
+                "external tensor '{name}': array is not writeable ({e})"
+            ))
         })?);
         let bytes = array.len() * std::mem::size_of::<f32>();
         // SAFETY: the array is kept alive in `externals` as long as the executor; numpy
@@ -124,9 +133,15 @@ impl CoreExecutor {
                 .ok_or_else(|| CoreConfigError::new_err(format!("no tensor named '{name}'")))?;
             let tensor = &program.tensors[index];
             if tensor.offset.is_none() {
-                return Err(CoreConfigError::new_err(format!("tensor '{name}' is external to the arena")));
+                return Err(CoreConfigError::new_err(format!(
+                    "tensor '{name}' is external to the arena"
+                )));
             }
-            let (ptr, _) = this.inner.memory().region(index).expect("arena tensors have a region");
+            let (ptr, _) = this
+                .inner
+                .memory()
+                .region(index)
+                .expect("arena tensors have a region");
             (ptr, tensor.shape.clone(), tensor.dtype)
         };
         match dtype {
@@ -174,7 +189,12 @@ impl CoreExecutor {
         update: u64,
     ) -> PyResult<()> {
         let inner = &mut self.inner;
-        let mode = Mode { training, label, lr, update };
+        let mode = Mode {
+            training,
+            label,
+            lr,
+            update,
+        };
         py.detach(|| guarded(|| inner.run_step(order, mode)))
     }
 

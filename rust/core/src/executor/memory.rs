@@ -39,15 +39,28 @@ impl Arena {
     pub fn new(len: usize) -> Result<Arena> {
         if len == 0 {
             let dangling = NonNull::new(ARENA_ALIGNMENT as *mut u8).expect("non-zero address");
-            return Ok(Arena { ptr: dangling, layout: None, len });
+            return Ok(Arena {
+                ptr: dangling,
+                layout: None,
+                len,
+            });
         }
         let layout = Layout::from_size_align(len, ARENA_ALIGNMENT)
             .map_err(|e| invalid("arena", "size", format!("{len} bytes: {e}")))?;
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw)
-            .ok_or_else(|| invalid("arena", "allocation", format!("could not allocate {len} bytes")))?;
-        Ok(Arena { ptr, layout: Some(layout), len })
+        let ptr = NonNull::new(raw).ok_or_else(|| {
+            invalid(
+                "arena",
+                "allocation",
+                format!("could not allocate {len} bytes"),
+            )
+        })?;
+        Ok(Arena {
+            ptr,
+            layout: Some(layout),
+            len,
+        })
     }
 
     /// Bytes of the arena.
@@ -116,7 +129,11 @@ impl Memory {
             })
             .collect();
         let names = program.tensors.iter().map(|t| t.name.clone()).collect();
-        Ok(Memory { arena, regions, names })
+        Ok(Memory {
+            arena,
+            regions,
+            names,
+        })
     }
 
     /// The arena.
@@ -130,13 +147,23 @@ impl Memory {
     /// `ptr` must be valid for reads and writes of `bytes` bytes, aligned for the
     /// tensor's type, for as long as this `Memory` lives, and nothing else may access
     /// those bytes while a step runs.
-    pub unsafe fn bind_external(&mut self, tensor: usize, ptr: *mut u8, bytes: usize, dtype: DType) {
+    pub unsafe fn bind_external(
+        &mut self,
+        tensor: usize,
+        ptr: *mut u8,
+        bytes: usize,
+        dtype: DType,
+    ) {
         self.regions[tensor] = Some(Region { ptr, bytes, dtype });
     }
 
     /// The first byte of tensor `tensor` and its byte count (`None`: unbound external).
     pub fn region(&self, tensor: usize) -> Option<(*mut u8, usize)> {
-        self.regions.get(tensor).copied().flatten().map(|r| (r.ptr, r.bytes))
+        self.regions
+            .get(tensor)
+            .copied()
+            .flatten()
+            .map(|r| (r.ptr, r.bytes))
     }
 
     /// Whether two tensors are the same bytes (the plan's in-place sharing).
@@ -155,7 +182,10 @@ impl Memory {
 
     /// A fresh ledger for one step.
     pub fn views(&mut self) -> Views<'_> {
-        Views { memory: self, granted: Vec::new() }
+        Views {
+            memory: self,
+            granted: Vec::new(),
+        }
     }
 }
 
@@ -191,14 +221,22 @@ impl<'m> Views<'m> {
             .flatten()
             .ok_or_else(|| {
                 let name = self.memory.names.get(tensor).map_or("?", String::as_str);
-                invalid("executor", "tensor", format!("external tensor '{name}' is not bound"))
+                invalid(
+                    "executor",
+                    "tensor",
+                    format!("external tensor '{name}' is not bound"),
+                )
             })?;
         if region.dtype != T::DTYPE {
             let name = &self.memory.names[tensor];
             return Err(invalid(
                 "executor",
                 "dtype",
-                format!("tensor '{name}' is {:?}, used as {:?}", region.dtype, T::DTYPE),
+                format!(
+                    "tensor '{name}' is {:?}, used as {:?}",
+                    region.dtype,
+                    T::DTYPE
+                ),
             ));
         }
         Ok(region)

@@ -75,7 +75,15 @@ impl Executor {
             .build()
             .map_err(|e| invalid("executor", "threads", e.to_string()))?;
         let memory = Memory::new(&program)?;
-        Ok(Executor { pool, state: State { program, memory, rng: Rng::new(seed), threads } })
+        Ok(Executor {
+            pool,
+            state: State {
+                program,
+                memory,
+                rng: Rng::new(seed),
+                threads,
+            },
+        })
     }
 
     /// The program being run.
@@ -99,14 +107,17 @@ impl Executor {
     /// As [`Memory::bind_external`]: `ptr` valid for `bytes`, aligned, alive as long as
     /// the executor, and not accessed elsewhere while a step runs.
     pub unsafe fn bind_external(&mut self, name: &str, ptr: *mut u8, bytes: usize) -> Result<()> {
-        let index = self
-            .state
-            .program
-            .tensor_index(name)
-            .ok_or_else(|| invalid("executor", "external", format!("no tensor named '{name}'")))?;
+        let index =
+            self.state.program.tensor_index(name).ok_or_else(|| {
+                invalid("executor", "external", format!("no tensor named '{name}'"))
+            })?;
         let tensor = &self.state.program.tensors[index];
         if tensor.offset.is_some() {
-            return Err(invalid("executor", "external", format!("tensor '{name}' lives in the arena")));
+            return Err(invalid(
+                "executor",
+                "external",
+                format!("tensor '{name}' lives in the arena"),
+            ));
         }
         let needed = tensor.nbytes().unwrap_or(usize::MAX);
         if bytes != needed || !(ptr as usize).is_multiple_of(tensor.dtype.size()) {
@@ -117,17 +128,20 @@ impl Executor {
             ));
         }
         // SAFETY: forwarded from the caller's contract; size and alignment checked.
-        unsafe { self.state.memory.bind_external(index, ptr, bytes, tensor.dtype) };
+        unsafe {
+            self.state
+                .memory
+                .bind_external(index, ptr, bytes, tensor.dtype)
+        };
         Ok(())
     }
 
     /// Tensor `name` to read or write between steps (batches in, results out).
     pub fn tensor_mut<T: memory::Element>(&mut self, name: &str) -> Result<&mut [T]> {
-        let index = self
-            .state
-            .program
-            .tensor_index(name)
-            .ok_or_else(|| invalid("executor", "tensor", format!("no tensor named '{name}'")))?;
+        let index =
+            self.state.program.tensor_index(name).ok_or_else(|| {
+                invalid("executor", "tensor", format!("no tensor named '{name}'"))
+            })?;
         self.state.memory.views().write::<T>(index)
     }
 
@@ -143,9 +157,18 @@ impl Executor {
     pub fn train_step(&mut self, lr: f64, update: u64) -> Result<f64> {
         let state = &mut self.state;
         if !state.program.training {
-            return Err(invalid("executor", "program", "train_step on an inference program"));
+            return Err(invalid(
+                "executor",
+                "program",
+                "train_step on an inference program",
+            ));
         }
-        let mode = Mode { training: true, label: true, lr, update };
+        let mode = Mode {
+            training: true,
+            label: true,
+            lr,
+            update,
+        };
         self.pool.install(|| {
             let penalty = state.regularization_loss()?;
             for order in 0..state.program.steps.len() {
@@ -158,7 +181,12 @@ impl Executor {
     /// Forward steps only; `label` computes the loss too.
     pub fn forward(&mut self, training: bool, label: bool) -> Result<()> {
         let state = &mut self.state;
-        let mode = Mode { training, label, lr: 0.0, update: 0 };
+        let mode = Mode {
+            training,
+            label,
+            lr: 0.0,
+            update: 0,
+        };
         self.pool.install(|| {
             for order in 0..state.program.steps.len() {
                 if state.program.steps[order].kind == StepKind::Forward {
@@ -183,7 +211,11 @@ impl Executor {
 impl State {
     fn run_step(&mut self, order: usize, mode: Mode) -> Result<()> {
         let step = self.program.steps.get(order).ok_or_else(|| {
-            invalid("executor", "order", format!("{order} is past the last step {}", self.program.steps.len()))
+            invalid(
+                "executor",
+                "order",
+                format!("{order} is past the last step {}", self.program.steps.len()),
+            )
         })?;
         let layer = &self.program.layers[step.layer];
         let wrap = |source: Error| Error::Step {
@@ -204,7 +236,9 @@ impl State {
             mode,
             threads: self.threads,
         };
-        context.run(step.kind, &mut self.memory, &mut self.rng).map_err(wrap)
+        context
+            .run(step.kind, &mut self.memory, &mut self.rng)
+            .map_err(wrap)
     }
 
     fn loss(&mut self) -> Result<f32> {

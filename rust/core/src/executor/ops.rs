@@ -49,7 +49,12 @@ impl Context<'_> {
     }
 
     fn weight(&self, name: &str) -> Result<usize> {
-        self.layer.binding.weights.get(name).copied().ok_or_else(|| missing("weight", name))
+        self.layer
+            .binding
+            .weights
+            .get(name)
+            .copied()
+            .ok_or_else(|| missing("weight", name))
     }
 
     fn gradient(&self, name: &str) -> Option<usize> {
@@ -57,7 +62,12 @@ impl Context<'_> {
     }
 
     fn scratch(&self, name: &str) -> Result<usize> {
-        self.layer.binding.scratch.get(name).copied().ok_or_else(|| missing("scratch", name))
+        self.layer
+            .binding
+            .scratch
+            .get(name)
+            .copied()
+            .ok_or_else(|| missing("scratch", name))
     }
 
     fn label(&self) -> Result<usize> {
@@ -85,23 +95,48 @@ impl Context<'_> {
     }
 
     fn conv_shape(&self, x: usize, w: usize, op: &Op) -> Result<conv::Conv2dShape> {
-        let Op::Conv2d { kernel, stride, dilation, padding } = *op else { unreachable!() };
+        let Op::Conv2d {
+            kernel,
+            stride,
+            dilation,
+            padding,
+        } = *op
+        else {
+            unreachable!()
+        };
         let (d, wd) = (self.dims(x), self.dims(w));
         if d.len() != 4 || wd.len() != 4 {
-            return Err(invalid("conv2d", "shape", format!("input {d:?} / weight {wd:?} must be rank 4")));
+            return Err(invalid(
+                "conv2d",
+                "shape",
+                format!("input {d:?} / weight {wd:?} must be rank 4"),
+            ));
         }
         let window = window::Window2d {
             input: [d[2], d[3]],
             kernel,
             stride,
             dilation,
-            padding: window::Padding { top: padding[0], bottom: padding[1], left: padding[2], right: padding[3] },
+            padding: window::Padding {
+                top: padding[0],
+                bottom: padding[1],
+                left: padding[2],
+                right: padding[3],
+            },
         };
         Ok(conv::Conv2dShape::new(d[0], d[1], wd[0], window))
     }
 
     fn pool_shape(&self, x: usize) -> Result<(pool::Pool2dShape, [usize; 4])> {
-        let Op::Pooling2d { pool, stride, padding, .. } = self.layer.op else { unreachable!() };
+        let Op::Pooling2d {
+            pool,
+            stride,
+            padding,
+            ..
+        } = self.layer.op
+        else {
+            unreachable!()
+        };
         let d = self.dims(x);
         let dims: [usize; 4] = d
             .try_into()
@@ -111,20 +146,40 @@ impl Context<'_> {
             kernel: pool,
             stride,
             dilation: [1, 1],
-            padding: window::Padding { top: padding[0], bottom: padding[1], left: padding[2], right: padding[3] },
+            padding: window::Padding {
+                top: padding[0],
+                bottom: padding[1],
+                left: padding[2],
+                right: padding[3],
+            },
         };
-        Ok((pool::Pool2dShape { batch: dims[0], channels: dims[1], window }, dims))
+        Ok((
+            pool::Pool2dShape {
+                batch: dims[0],
+                channels: dims[1],
+                window,
+            },
+            dims,
+        ))
     }
 
     fn fc_shape(&self, x: usize, w: usize) -> Result<fc::FcShape> {
         let d = self.dims(x);
-        let inputs = *d.last().ok_or_else(|| invalid("fully_connected", "shape", "scalar input"))?;
+        let inputs = *d
+            .last()
+            .ok_or_else(|| invalid("fully_connected", "shape", "scalar input"))?;
         let units = *self.dims(w).last().unwrap_or(&0);
-        Ok(fc::FcShape { rows: d[..d.len() - 1].iter().product(), inputs, units })
+        Ok(fc::FcShape {
+            rows: d[..d.len() - 1].iter().product(),
+            inputs,
+            units,
+        })
     }
 
     fn activation(&self) -> Result<activation::Activation> {
-        let Op::Activation { kind } = &self.layer.op else { unreachable!() };
+        let Op::Activation { kind } = &self.layer.op else {
+            unreachable!()
+        };
         activation::Activation::from_name(kind)
     }
 
@@ -140,7 +195,14 @@ impl Context<'_> {
                     Some(&t) => Some(v.read::<f32>(t)?),
                     None => None,
                 };
-                fc::forward(&shape, v.read(x)?, v.read(w)?, bias, v.write(y)?, self.threads)
+                fc::forward(
+                    &shape,
+                    v.read(x)?,
+                    v.read(w)?,
+                    bias,
+                    v.write(y)?,
+                    self.threads,
+                )
             }
             op @ Op::Conv2d { .. } => {
                 let (x, y, w) = (self.input()?, self.output()?, self.weight("weight")?);
@@ -149,8 +211,19 @@ impl Context<'_> {
                     Some(&t) => Some(v.read::<f32>(t)?),
                     None => None,
                 };
-                let scratch = conv::ConvScratch { col: v.write(self.scratch("im2col")?)?, stage: &mut [] };
-                conv::forward(&shape, v.read(x)?, v.read(w)?, bias, v.write(y)?, scratch, self.threads)
+                let scratch = conv::ConvScratch {
+                    col: v.write(self.scratch("im2col")?)?,
+                    stage: &mut [],
+                };
+                conv::forward(
+                    &shape,
+                    v.read(x)?,
+                    v.read(w)?,
+                    bias,
+                    v.write(y)?,
+                    scratch,
+                    self.threads,
+                )
             }
             Op::Pooling2d { pooling, .. } => {
                 let (x, y) = (self.input()?, self.output()?);
@@ -169,7 +242,9 @@ impl Context<'_> {
                         v.write(y)?,
                         v.write(self.scratch("max_mask")?)?,
                     ),
-                    Pooling::GlobalAverage => pool::global_average_forward(dims, v.read(x)?, v.write(y)?),
+                    Pooling::GlobalAverage => {
+                        pool::global_average_forward(dims, v.read(x)?, v.write(y)?)
+                    }
                 }
             }
             Op::Activation { .. } => {
@@ -185,21 +260,37 @@ impl Context<'_> {
                 Ok(())
             }
             Op::Addition => {
-                let inputs = b.inputs.iter().map(|&t| v.read::<f32>(t)).collect::<Result<Vec<_>>>()?;
+                let inputs = b
+                    .inputs
+                    .iter()
+                    .map(|&t| v.read::<f32>(t))
+                    .collect::<Result<Vec<_>>>()?;
                 merge::add_forward(&inputs, v.write(self.output()?)?)
             }
             Op::Concat { axis } => {
                 let dims: Vec<&[usize]> = b.inputs.iter().map(|&t| self.dims(t)).collect();
-                let inputs = b.inputs.iter().map(|&t| v.read::<f32>(t)).collect::<Result<Vec<_>>>()?;
+                let inputs = b
+                    .inputs
+                    .iter()
+                    .map(|&t| v.read::<f32>(t))
+                    .collect::<Result<Vec<_>>>()?;
                 merge::concat_forward(&dims, *axis, &inputs, v.write(self.output()?)?)
             }
             Op::Split { axis } => {
                 let dims: Vec<&[usize]> = b.outputs.iter().map(|&t| self.dims(t)).collect();
                 let x = v.read::<f32>(self.input()?)?;
-                let mut outs = b.outputs.iter().map(|&t| v.write::<f32>(t)).collect::<Result<Vec<_>>>()?;
+                let mut outs = b
+                    .outputs
+                    .iter()
+                    .map(|&t| v.write::<f32>(t))
+                    .collect::<Result<Vec<_>>>()?;
                 merge::concat_backward(&dims, *axis, x, &mut outs)
             }
-            Op::BatchNormalization { axis, epsilon, momentum } => {
+            Op::BatchNormalization {
+                axis,
+                epsilon,
+                momentum,
+            } => {
                 let (x, y) = (self.input()?, self.output()?);
                 let dims = self.dims(x);
                 let shape = batch_norm::BatchNormShape { dims, axis: *axis };
@@ -212,19 +303,40 @@ impl Context<'_> {
                         moving_mean: v.write(self.weight("moving_mean")?)?,
                         moving_variance: v.write(self.weight("moving_variance")?)?,
                     };
-                    let params = batch_norm::BatchNormParams { epsilon: *epsilon, momentum: *momentum };
+                    let params = batch_norm::BatchNormParams {
+                        epsilon: *epsilon,
+                        momentum: *momentum,
+                    };
                     let normalized = v.write(self.scratch("normalized")?)?;
                     let inv_std = v.write(self.scratch("inv_std")?)?;
-                    batch_norm::train_forward(&shape, &params, v.in_out(x, y)?, weights, normalized, inv_std)
+                    batch_norm::train_forward(
+                        &shape,
+                        &params,
+                        v.in_out(x, y)?,
+                        weights,
+                        normalized,
+                        inv_std,
+                    )
                 } else {
                     let mean = v.read(self.weight("moving_mean")?)?;
                     let variance = v.read(self.weight("moving_variance")?)?;
-                    batch_norm::infer_forward(&shape, *epsilon, v.in_out(x, y)?, gamma, beta, mean, variance)
+                    batch_norm::infer_forward(
+                        &shape,
+                        *epsilon,
+                        v.in_out(x, y)?,
+                        gamma,
+                        beta,
+                        mean,
+                        variance,
+                    )
                 }
             }
             Op::LayerNormalization { axes, epsilon } => {
                 let (x, y) = (self.input()?, self.output()?);
-                let shape = layer_norm::LayerNormShape { dims: self.dims(x), axes };
+                let shape = layer_norm::LayerNormShape {
+                    dims: self.dims(x),
+                    axes,
+                };
                 let gamma = v.read(self.weight("gamma")?)?;
                 let beta = v.read(self.weight("beta")?)?;
                 let cache = if training {
@@ -253,7 +365,11 @@ impl Context<'_> {
     fn loss_forward(&self, v: &mut Views, kind: LossKind) -> Result<()> {
         let (x, y) = (self.input()?, self.output()?);
         let dims = self.dims(x);
-        let label = if self.mode.label { Some(v.read::<f32>(self.label()?)?) } else { None };
+        let label = if self.mode.label {
+            Some(v.read::<f32>(self.label()?)?)
+        } else {
+            None
+        };
         let value = match kind {
             LossKind::Mse => {
                 self.copy(v, x, y)?;
@@ -262,7 +378,9 @@ impl Context<'_> {
                     None => None,
                 }
             }
-            LossKind::CrossEntropy => loss::softmax_cross_entropy_forward(dims, v.read(x)?, label, v.write(y)?)?,
+            LossKind::CrossEntropy => {
+                loss::softmax_cross_entropy_forward(dims, v.read(x)?, label, v.write(y)?)?
+            }
             LossKind::CrossEntropySigmoid => {
                 loss::sigmoid_cross_entropy_forward(dims, v.read(x)?, label, v.write(y)?)?
             }
@@ -278,7 +396,10 @@ impl Context<'_> {
             Op::FullyConnected => {
                 let (x, dy, w) = (self.input()?, self.dy()?, self.weight("weight")?);
                 let shape = self.fc_shape(x, w)?;
-                let dw = v.write(self.gradient("weight").ok_or_else(|| missing("gradient", "weight"))?)?;
+                let dw = v.write(
+                    self.gradient("weight")
+                        .ok_or_else(|| missing("gradient", "weight"))?,
+                )?;
                 let db = match self.gradient("bias") {
                     Some(t) => Some(v.write::<f32>(t)?),
                     None => None,
@@ -288,34 +409,71 @@ impl Context<'_> {
             op @ Op::Conv2d { .. } => {
                 let (x, dy, w) = (self.input()?, self.dy()?, self.weight("weight")?);
                 let shape = self.conv_shape(x, w, op)?;
-                let dw = v.write(self.gradient("weight").ok_or_else(|| missing("gradient", "weight"))?)?;
+                let dw = v.write(
+                    self.gradient("weight")
+                        .ok_or_else(|| missing("gradient", "weight"))?,
+                )?;
                 let db = match self.gradient("bias") {
                     Some(t) => Some(v.write::<f32>(t)?),
                     None => None,
                 };
-                let scratch =
-                    conv::ConvScratch { col: v.write(self.scratch("im2col_gradient")?)?, stage: &mut [] };
-                conv::grad_weight(&shape, v.read(x)?, v.read(dy)?, dw, db, scratch, self.threads)
+                let scratch = conv::ConvScratch {
+                    col: v.write(self.scratch("im2col_gradient")?)?,
+                    stage: &mut [],
+                };
+                conv::grad_weight(
+                    &shape,
+                    v.read(x)?,
+                    v.read(dy)?,
+                    dw,
+                    db,
+                    scratch,
+                    self.threads,
+                )
             }
             Op::BatchNormalization { axis, .. } => {
                 let dy = self.dy()?;
-                let shape = batch_norm::BatchNormShape { dims: self.dims(dy), axis: *axis };
+                let shape = batch_norm::BatchNormShape {
+                    dims: self.dims(dy),
+                    axis: *axis,
+                };
                 let (dg, db) = self.norm_gradients(v)?;
-                batch_norm::grad(&shape, v.read(dy)?, v.read(self.scratch("normalized")?)?, dg, db)
+                batch_norm::grad(
+                    &shape,
+                    v.read(dy)?,
+                    v.read(self.scratch("normalized")?)?,
+                    dg,
+                    db,
+                )
             }
             Op::LayerNormalization { axes, .. } => {
                 let dy = self.dy()?;
-                let shape = layer_norm::LayerNormShape { dims: self.dims(dy), axes };
+                let shape = layer_norm::LayerNormShape {
+                    dims: self.dims(dy),
+                    axes,
+                };
                 let (dg, db) = self.norm_gradients(v)?;
-                layer_norm::grad(&shape, v.read(dy)?, v.read(self.scratch("normalized")?)?, dg, db)
+                layer_norm::grad(
+                    &shape,
+                    v.read(dy)?,
+                    v.read(self.scratch("normalized")?)?,
+                    dg,
+                    db,
+                )
             }
             _ => Ok(()),
         }
     }
 
     fn norm_gradients<'m>(&self, v: &mut Views<'m>) -> Result<(&'m mut [f32], &'m mut [f32])> {
-        let dg = v.write(self.gradient("gamma").ok_or_else(|| missing("gradient", "gamma"))?)?;
-        let db = v.write(self.gradient("beta").ok_or_else(|| missing("gradient", "beta"))?)?;
+        let dg = v.write(
+            self.gradient("gamma")
+                .ok_or_else(|| missing("gradient", "gamma"))?,
+        )?;
+        let db = v.write(
+            self.gradient("beta")
+                .ok_or_else(|| missing("gradient", "beta"))?,
+        )?;
         Ok((dg, db))
     }
 
@@ -324,23 +482,46 @@ impl Context<'_> {
         match &self.layer.op {
             Op::Input => Ok(()),
             Op::FullyConnected => {
-                let (x, dy, dx, w) = (self.input()?, self.dy()?, self.dx()?, self.weight("weight")?);
+                let (x, dy, dx, w) = (
+                    self.input()?,
+                    self.dy()?,
+                    self.dx()?,
+                    self.weight("weight")?,
+                );
                 let shape = self.fc_shape(x, w)?;
                 fc::backward_input(&shape, v.read(dy)?, v.read(w)?, v.write(dx)?, self.threads)
             }
             op @ Op::Conv2d { .. } => {
-                let (x, dy, dx, w) = (self.input()?, self.dy()?, self.dx()?, self.weight("weight")?);
+                let (x, dy, dx, w) = (
+                    self.input()?,
+                    self.dy()?,
+                    self.dx()?,
+                    self.weight("weight")?,
+                );
                 let shape = self.conv_shape(x, w, op)?;
-                let scratch = conv::ConvScratch { col: v.write(self.scratch("col2im")?)?, stage: &mut [] };
-                conv::backward_input(&shape, v.read(dy)?, v.read(w)?, v.write(dx)?, scratch, self.threads)
+                let scratch = conv::ConvScratch {
+                    col: v.write(self.scratch("col2im")?)?,
+                    stage: &mut [],
+                };
+                conv::backward_input(
+                    &shape,
+                    v.read(dy)?,
+                    v.read(w)?,
+                    v.write(dx)?,
+                    scratch,
+                    self.threads,
+                )
             }
             Op::Pooling2d { pooling, .. } => {
                 let (dy, dx) = (self.dy()?, self.dx()?);
                 let (shape, dims) = self.pool_shape(dx)?;
                 match pooling {
-                    Pooling::Max => {
-                        pool::max_backward(&shape, v.read(dy)?, v.read(self.scratch("argmax")?)?, v.write(dx)?)
-                    }
+                    Pooling::Max => pool::max_backward(
+                        &shape,
+                        v.read(dy)?,
+                        v.read(self.scratch("argmax")?)?,
+                        v.write(dx)?,
+                    ),
                     Pooling::Average => pool::average_backward(&shape, v.read(dy)?, v.write(dx)?),
                     Pooling::GlobalMax => pool::global_max_backward(
                         dims,
@@ -348,21 +529,33 @@ impl Context<'_> {
                         v.read(self.scratch("max_mask")?)?,
                         v.write(dx)?,
                     ),
-                    Pooling::GlobalAverage => pool::global_average_backward(dims, v.read(dy)?, v.write(dx)?),
+                    Pooling::GlobalAverage => {
+                        pool::global_average_backward(dims, v.read(dy)?, v.write(dx)?)
+                    }
                 }
             }
             Op::Activation { .. } => {
                 let kind = self.activation()?;
                 let (dy, dx) = (self.dy()?, self.dx()?);
-                let source = if kind.backward_reads_output() { self.output()? } else { self.input()? };
+                let source = if kind.backward_reads_output() {
+                    self.output()?
+                } else {
+                    self.input()?
+                };
                 let a = v.read(source)?;
                 activation::backward(kind, self.dims(dy), a, v.in_out(dy, dx)?)
             }
             Op::View => self.copy(v, self.dy()?, self.dx()?),
             Op::Multiout => {
                 let dx = self.dx()?;
-                let (&first, rest) = b.grad_outputs.split_first().ok_or_else(|| missing("grad_output", "0"))?;
-                let rest = rest.iter().map(|&t| v.read::<f32>(t)).collect::<Result<Vec<_>>>()?;
+                let (&first, rest) = b
+                    .grad_outputs
+                    .split_first()
+                    .ok_or_else(|| missing("grad_output", "0"))?;
+                let rest = rest
+                    .iter()
+                    .map(|&t| v.read::<f32>(t))
+                    .collect::<Result<Vec<_>>>()?;
                 let out = match v.in_out(first, dx)? {
                     InOut::Separate(g, out) => {
                         out.copy_from_slice(g);
@@ -377,25 +570,44 @@ impl Context<'_> {
             }
             Op::Addition => {
                 let dy = self.dy()?;
-                let targets: Vec<usize> = b.grad_inputs.iter().copied().filter(|&t| !v.same_bytes(t, dy)).collect();
+                let targets: Vec<usize> = b
+                    .grad_inputs
+                    .iter()
+                    .copied()
+                    .filter(|&t| !v.same_bytes(t, dy))
+                    .collect();
                 let g = v.read::<f32>(dy)?;
-                let mut dxs = targets.iter().map(|&t| v.write::<f32>(t)).collect::<Result<Vec<_>>>()?;
+                let mut dxs = targets
+                    .iter()
+                    .map(|&t| v.write::<f32>(t))
+                    .collect::<Result<Vec<_>>>()?;
                 merge::add_backward(g, &mut dxs)
             }
             Op::Concat { axis } => {
                 let dims: Vec<&[usize]> = b.inputs.iter().map(|&t| self.dims(t)).collect();
                 let g = v.read::<f32>(self.dy()?)?;
-                let mut dxs = b.grad_inputs.iter().map(|&t| v.write::<f32>(t)).collect::<Result<Vec<_>>>()?;
+                let mut dxs = b
+                    .grad_inputs
+                    .iter()
+                    .map(|&t| v.write::<f32>(t))
+                    .collect::<Result<Vec<_>>>()?;
                 merge::concat_backward(&dims, *axis, g, &mut dxs)
             }
             Op::Split { axis } => {
                 let dims: Vec<&[usize]> = b.outputs.iter().map(|&t| self.dims(t)).collect();
-                let gs = b.grad_outputs.iter().map(|&t| v.read::<f32>(t)).collect::<Result<Vec<_>>>()?;
+                let gs = b
+                    .grad_outputs
+                    .iter()
+                    .map(|&t| v.read::<f32>(t))
+                    .collect::<Result<Vec<_>>>()?;
                 merge::concat_forward(&dims, *axis, &gs, v.write(self.dx()?)?)
             }
             Op::BatchNormalization { axis, .. } => {
                 let (dy, dx) = (self.dy()?, self.dx()?);
-                let shape = batch_norm::BatchNormShape { dims: self.dims(dy), axis: *axis };
+                let shape = batch_norm::BatchNormShape {
+                    dims: self.dims(dy),
+                    axis: *axis,
+                };
                 let normalized = v.read(self.scratch("normalized")?)?;
                 let inv_std = v.read(self.scratch("inv_std")?)?;
                 let gamma = v.read(self.weight("gamma")?)?;
@@ -403,7 +615,10 @@ impl Context<'_> {
             }
             Op::LayerNormalization { axes, .. } => {
                 let (dy, dx) = (self.dy()?, self.dx()?);
-                let shape = layer_norm::LayerNormShape { dims: self.dims(dy), axes };
+                let shape = layer_norm::LayerNormShape {
+                    dims: self.dims(dy),
+                    axes,
+                };
                 let normalized = v.read(self.scratch("normalized")?)?;
                 let inv_std = v.read(self.scratch("inv_std")?)?;
                 let gamma = v.read(self.weight("gamma")?)?;
@@ -425,7 +640,9 @@ impl Context<'_> {
                 match kind {
                     LossKind::Mse => loss::mse_backward(dims, y, t, dx),
                     LossKind::CrossEntropy => loss::softmax_cross_entropy_backward(dims, y, t, dx),
-                    LossKind::CrossEntropySigmoid => loss::sigmoid_cross_entropy_backward(dims, y, t, dx),
+                    LossKind::CrossEntropySigmoid => {
+                        loss::sigmoid_cross_entropy_backward(dims, y, t, dx)
+                    }
                 }
             }
         }
@@ -433,16 +650,25 @@ impl Context<'_> {
 
     fn apply_gradient(&self, v: &mut Views) -> Result<()> {
         let b = &self.layer.binding;
-        let optimizer = self.program.optimizer.ok_or_else(|| missing("optimizer", "of the program"))?;
+        let optimizer = self
+            .program
+            .optimizer
+            .ok_or_else(|| missing("optimizer", "of the program"))?;
         for (name, &g) in &b.gradients {
             let penalty = b.penalties.get(name).copied().unwrap_or_default();
             let weight = v.write::<f32>(self.weight(name)?)?;
             let grad = v.write::<f32>(g)?;
             if penalty.l2 != 0.0 {
                 let l2 = penalty.l2 as f32;
-                grad.iter_mut().zip(weight.iter()).for_each(|(g, &w)| *g += l2 * w);
+                grad.iter_mut()
+                    .zip(weight.iter())
+                    .for_each(|(g, &w)| *g += l2 * w);
             }
-            let at = optim::Step { lr: self.mode.lr, step: self.mode.update, decay: penalty.decay };
+            let at = optim::Step {
+                lr: self.mode.lr,
+                step: self.mode.update,
+                decay: penalty.decay,
+            };
             let state = |key: &str| -> Result<usize> {
                 b.optimizer_state
                     .get(name)
@@ -452,15 +678,34 @@ impl Context<'_> {
             };
             match optimizer {
                 Optimizer::Sgd { momentum } => {
-                    let buffer = if momentum > 0.0 { Some(v.write::<f32>(state("momentum")?)?) } else { None };
+                    let buffer = if momentum > 0.0 {
+                        Some(v.write::<f32>(state("momentum")?)?)
+                    } else {
+                        None
+                    };
                     optim::sgd_step(&optim::SgdConfig { momentum }, &at, weight, grad, buffer)?;
                 }
-                Optimizer::Adam { beta1, beta2, epsilon } | Optimizer::Adamw { beta1, beta2, epsilon, .. } => {
+                Optimizer::Adam {
+                    beta1,
+                    beta2,
+                    epsilon,
+                }
+                | Optimizer::Adamw {
+                    beta1,
+                    beta2,
+                    epsilon,
+                    ..
+                } => {
                     let decoupled_weight_decay = match optimizer {
                         Optimizer::Adamw { weight_decay, .. } => Some(weight_decay),
                         _ => None,
                     };
-                    let config = optim::AdamConfig { beta1, beta2, epsilon, decoupled_weight_decay };
+                    let config = optim::AdamConfig {
+                        beta1,
+                        beta2,
+                        epsilon,
+                        decoupled_weight_decay,
+                    };
                     let (m, s) = (v.write::<f32>(state("m")?)?, v.write::<f32>(state("v")?)?);
                     optim::adam_step(&config, &at, weight, grad, m, s)?;
                 }

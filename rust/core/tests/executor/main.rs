@@ -50,24 +50,38 @@ fn one_training_step_matches_the_hand_derived_reference() {
     let x = [1.0f32, 2.0, 3.0, -1.0, 0.5, 2.0];
     let w = [0.1f32, -0.2, 0.3, 0.4, -0.5, 0.6];
     let t = [1.0f32, 0.0, 0.0, 1.0];
-    ex.tensor_mut::<f32>("in:output").unwrap().copy_from_slice(&x);
-    ex.tensor_mut::<f32>("fc:weight").unwrap().copy_from_slice(&w);
+    ex.tensor_mut::<f32>("in:output")
+        .unwrap()
+        .copy_from_slice(&x);
+    ex.tensor_mut::<f32>("fc:weight")
+        .unwrap()
+        .copy_from_slice(&w);
     ex.tensor_mut::<f32>("label").unwrap().copy_from_slice(&t);
     let lr = 0.1;
     let loss = ex.train_step(lr, 1).unwrap();
 
     let (x, w, t) = (x.map(f64::from), w.map(f64::from), t.map(f64::from));
-    let y: Vec<f64> = (0..4).map(|i| (0..3).map(|k| x[(i / 2) * 3 + k] * w[k * 2 + i % 2]).sum()).collect();
+    let y: Vec<f64> = (0..4)
+        .map(|i| (0..3).map(|k| x[(i / 2) * 3 + k] * w[k * 2 + i % 2]).sum())
+        .collect();
     let mse: f64 = y.iter().zip(t).map(|(y, t)| (y - t) * (y - t)).sum::<f64>() / 4.0;
     let penalty = 0.25 * w.iter().map(|v| v * v).sum::<f64>();
-    assert!((loss - (mse + penalty)).abs() < 1e-5, "{loss} vs {}", mse + penalty);
+    assert!(
+        (loss - (mse + penalty)).abs() < 1e-5,
+        "{loss} vs {}",
+        mse + penalty
+    );
     let dy: Vec<f64> = y.iter().zip(t).map(|(y, t)| (y - t) * 0.5).collect();
     let updated = ex.tensor_mut::<f32>("fc:weight").unwrap().to_vec();
     for k in 0..3 {
         for j in 0..2 {
-            let grad = (0..2).map(|r| x[r * 3 + k] * dy[r * 2 + j]).sum::<f64>() + 0.5 * w[k * 2 + j];
+            let grad =
+                (0..2).map(|r| x[r * 3 + k] * dy[r * 2 + j]).sum::<f64>() + 0.5 * w[k * 2 + j];
             let expected = w[k * 2 + j] - lr * grad;
-            assert!((f64::from(updated[k * 2 + j]) - expected).abs() < 1e-6, "w[{k},{j}]");
+            assert!(
+                (f64::from(updated[k * 2 + j]) - expected).abs() < 1e-6,
+                "w[{k},{j}]"
+            );
         }
     }
 }
@@ -96,21 +110,45 @@ fn partially_overlapping_operands_are_refused_not_aliased() {
     // the loss output 32 bytes into the fc output: neither the same bytes nor disjoint
     let mut ex = executor(&fc_mse(72));
     let err = ex.forward(true, true).unwrap_err().to_string();
-    assert!(err.contains("layer 'loss' (loss) forward") && err.contains("overlaps"), "{err}");
+    assert!(
+        err.contains("layer 'loss' (loss) forward") && err.contains("overlaps"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_descriptions_are_errors_naming_the_problem() {
     let cases = [
-        (fc_mse(64).replace("\"arena_bytes\": 512", "\"arena_bytes\": 390"), "outside the arena"),
-        (fc_mse(64).replace("\"offset\": 256", "\"offset\": 258"), "misaligned"),
-        (fc_mse(64).replace("\"layer\": 2}", "\"layer\": 9}"), "names layer 9"),
-        (fc_mse(64).replace("\"inputs\": [1]", "\"inputs\": [99]"), "out of range"),
-        (fc_mse(64).replace("fully_connected", "embedding"), "unknown variant"),
-        (fc_mse(64).replace("\"version\": 1", "\"version\": 7"), "version"),
+        (
+            fc_mse(64).replace("\"arena_bytes\": 512", "\"arena_bytes\": 390"),
+            "outside the arena",
+        ),
+        (
+            fc_mse(64).replace("\"offset\": 256", "\"offset\": 258"),
+            "misaligned",
+        ),
+        (
+            fc_mse(64).replace("\"layer\": 2}", "\"layer\": 9}"),
+            "names layer 9",
+        ),
+        (
+            fc_mse(64).replace("\"inputs\": [1]", "\"inputs\": [99]"),
+            "out of range",
+        ),
+        (
+            fc_mse(64).replace("fully_connected", "embedding"),
+            "unknown variant",
+        ),
+        (
+            fc_mse(64).replace("\"version\": 1", "\"version\": 7"),
+            "version",
+        ),
     ];
     for (text, needle) in cases {
-        let err = Program::from_json(&text).map(|_| ()).expect_err(needle).to_string();
+        let err = Program::from_json(&text)
+            .map(|_| ())
+            .expect_err(needle)
+            .to_string();
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }
@@ -149,6 +187,15 @@ fn zero_fill_and_threads_are_honoured() {
     assert!(Executor::new(program.clone(), 0, 0).is_err());
     let mut ex = Executor::new(program, 2, 0).unwrap();
     ex.tensor_mut::<f32>("fc:weight:grad").unwrap().fill(7.0);
-    ex.run_step(3, Mode { training: true, label: true, lr: 0.0, update: 1 }).unwrap();
+    ex.run_step(
+        3,
+        Mode {
+            training: true,
+            label: true,
+            lr: 0.0,
+            update: 1,
+        },
+    )
+    .unwrap();
     assert_eq!(ex.tensor_mut::<f32>("fc:weight:grad").unwrap(), &[0.0; 6]);
 }
