@@ -32,13 +32,13 @@ class Workload:
     def path(self) -> Path:
         return ROOT / "examples" / f"{self.model}.ini"
 
-    def compile(self, *, training: bool = True) -> Model:
+    def compile(self, *, training: bool = True, recompute: bool = False) -> Model:
         """The model compiled at this batch size (with the file's optimizer when
-        ``training``)."""
+        ``training``; recomputing as ``spec/recompute.md`` says when ``recompute``)."""
         model = Model.from_ini(self.path)
         assert model.description is not None
         optimizer = model.description.optimizer if training else None
-        model.compile(optimizer, batch_size=self.batch_size)
+        model.compile(optimizer, batch_size=self.batch_size, recompute=recompute)
         return model
 
 

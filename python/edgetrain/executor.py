@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .layers.base import LayerContext, StepKind, WeightPenalty
+from .layers.normalization import BatchNormalization, LayerNormalization
 from .optimizers import Optimizer
 from .program import Binding, Program, Step
 from .tensors import TensorSpec
@@ -96,8 +97,11 @@ class Executor:
         """Run one entry of the execution order."""
         for name in step.zero_fill:
             self.store[name].fill(0)
-        binding = self.program.bindings[step.node]
+        binding = self.program.step_binding(step)
         layer = self.program.node(step.node).layer
+        if step.kind is StepKind.RECOMPUTE:
+            self.recompute(step.node)
+            return
         if step.kind is StepKind.APPLY_GRADIENT:
             assert self.optimizer is not None
             for weight, grad in binding.gradients.items():
@@ -117,6 +121,31 @@ class Executor:
             layer.calc_gradient(ctx)
         else:
             layer.calc_derivative(ctx)
+
+    def recompute(self, node: str) -> None:
+        """The recompute step of ``node`` (``spec/recompute.md``): its normalization input
+        writes its output again into the recomputed tensor from the kept scratch, then
+        ``node``'s forward runs over those bytes in place."""
+        r = self.program.recompute[node]
+        source = self.program.bindings[r.source]
+        norm = self.program.node(r.source).layer
+        if not isinstance(norm, (BatchNormalization, LayerNormalization)):
+            raise AssertionError(f"'{r.source}' cannot recompute its output")
+        out = self.store[r.recomputed]
+        s = self.store
+        norm.recompute_output(
+            LayerContext(
+                inputs=[],
+                outputs=[out],
+                weights={k: s[n] for k, n in source.weights.items() if n in r.reads},
+                scratch={k: s[n] for k, n in source.scratch.items() if n in r.reads},
+                training=True,
+                rng=self.rng,
+            )
+        )
+        self.program.node(node).layer.forward(
+            LayerContext(inputs=[out], outputs=[out], training=True, rng=self.rng)
+        )
 
     def train_step(self, inputs: Sequence[Array], label: Array, lr: float) -> float:
         """One iteration: forward, then each layer's gradient, derivative and update."""

@@ -17,6 +17,7 @@ from .graph import build_graph
 from .layers.base import Layer
 from .losses import make_loss
 from .planning import MemoryPlan, plan_memory
+from .planning.recompute import build_with_recompute
 from .program import build_program
 
 if TYPE_CHECKING:
@@ -76,11 +77,15 @@ def unfrozen_plan(model: Model, planner: str) -> MemoryPlan | None:
     for layer in thawed:
         layer.trainable = True
     loss = make_loss(model.loss_name) if model.loss_name else None
-    graph = build_graph(thawed, model.batch_size, loss)
-    program = build_program(
-        graph,
-        training=True,
-        dtype=model.dtype,
-        optimizer_state=model.optimizer.state_names(),
+    optimizer = model.optimizer
+    program = build_with_recompute(
+        lambda: build_program(
+            build_graph(thawed, model.batch_size, loss),
+            training=True,
+            dtype=model.dtype,
+            optimizer_state=optimizer.state_names(),
+        ),
+        thawed,
+        model.recompute,
     )
     return plan_memory(program, planner)

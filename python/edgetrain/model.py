@@ -26,6 +26,7 @@ from .initializers import initialize
 from .layers.base import Layer
 from .losses import LossLayer, MeanSquaredError, make_loss
 from .planning import ArenaStore, MemoryPlan, check_plan, get_planner, plan_memory
+from .planning.recompute import build_with_recompute
 from .planning.swap import SwapSchedule
 from .optimizers import SGD, Optimizer
 from .program import Program, build_program
@@ -108,6 +109,8 @@ class Model:
         self.swap = False
         self.lookahead: int | None = None
         self.swap_dir: str | os.PathLike[str] | None = None
+        #: recompute instead of keep in the last compile (``spec/recompute.md``)
+        self.recompute = False
         #: the executor of the last compile (``"python"`` or ``"rust"``) and its threads
         self.backend = "python"
         self.threads: int | None = None
@@ -166,6 +169,7 @@ class Model:
         swap: bool = False,
         lookahead: int | None = None,
         swap_dir: str | os.PathLike[str] | None = None,
+        recompute: bool = False,
         backend: str = "python",
         threads: int | None = None,
     ) -> None:
@@ -188,7 +192,13 @@ class Model:
 
         ``planner`` lays every tensor out in one arena (``spec/planning.md``; None gives
         each tensor its own array); ``debug_poison`` fills dead bytes with NaN after
-        every step, so a planning mistake shows up as a wrong number."""
+        every step, so a planning mistake shows up as a wrong number.
+
+        ``recompute`` (training; ``spec/recompute.md``) trades a little compute for
+        memory with the same results bit for bit: an activation right after a batch or
+        layer normalization is not kept for the backward pass but written again from the
+        normalization's kept scratch just before it is needed, and max pooling drops
+        its argmax scratch where its input and output are kept anyway."""
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -208,12 +218,18 @@ class Model:
         training = optimizer is not None
         if training and self.loss_name is None:
             raise ConfigError("training needs a loss: pass loss= to Model")
-        program = build_program(
-            graph,
-            training=training,
-            dtype=self.dtype,
-            optimizer_state=optimizer.state_names() if optimizer else (),
+        self.recompute = bool(recompute)
+        program = build_with_recompute(
+            lambda: build_program(
+                build_graph(self.layers, self.batch_size, self._new_loss()),
+                training=training,
+                dtype=self.dtype,
+                optimizer_state=optimizer.state_names() if optimizer else (),
+            ),
+            self.layers,
+            self.recompute,
         )
+        self._graph = program.graph
         swapping = self._swap_setup(program, memory_budget, swap, lookahead, swap_dir)
         old_stores = [e.store for e in (self._train, *self._inference.values()) if e is not None]
         self._init_weights(program)
@@ -545,6 +561,7 @@ class Model:
             swap=self.swap,
             lookahead=self.lookahead,
             swap_dir=self.swap_dir,
+            recompute=self.recompute,
             backend=self.backend,
             threads=self.threads,
         )

@@ -13,7 +13,7 @@ Tensor names (``spec/program.md``):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -50,6 +50,21 @@ class Step:
     zero_fill: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Recomputation:
+    """An activation output not kept from the forward to the backward pass
+    (``spec/recompute.md``): the ``recompute`` step of ``node`` writes ``recomputed`` from
+    ``reads`` (the normalization ``source``'s ``normalized`` scratch, ``gamma`` and
+    ``beta``), then runs ``node``'s forward over it; backward steps read ``recomputed``
+    wherever their binding names ``tensor``."""
+
+    node: str
+    source: str
+    tensor: str
+    recomputed: str
+    reads: tuple[str, ...]
+
+
 @dataclass
 class Program:
     """Everything an executor needs, and everything a planner analyses."""
@@ -66,9 +81,31 @@ class Program:
     loss: str | None = None
     #: nodes whose weights are trained (have gradients and an apply step)
     trained: frozenset[str] = field(default_factory=frozenset)
+    #: recomputed activations by node (empty unless compiled with ``recompute=True``)
+    recompute: dict[str, Recomputation] = field(default_factory=dict)
 
     def node(self, name: str) -> Node:
         return self.graph.node(name)
+
+    def step_binding(self, step: Step) -> Binding:
+        """The binding ``step`` works on: its node's, except that a backward step
+        (``calc_gradient``, ``calc_derivative``) reads a recomputed tensor in place of the
+        forward tensor it stands for."""
+        binding = self.bindings[step.node]
+        if not self.recompute or step.kind not in _BACKWARD_READS:
+            return binding
+        renamed = {r.tensor: r.recomputed for r in self.recompute.values()}
+        if not renamed.keys() & {*binding.inputs, *binding.outputs}:
+            return binding
+        return replace(
+            binding,
+            inputs=[renamed.get(n, n) for n in binding.inputs],
+            outputs=[renamed.get(n, n) for n in binding.outputs],
+        )
+
+
+#: step kinds that read forward tensors through a layer's declared reads
+_BACKWARD_READS = (StepKind.CALC_GRADIENT, StepKind.CALC_DERIVATIVE)
 
 
 def output_name(node: str, index: int) -> str:

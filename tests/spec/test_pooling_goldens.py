@@ -53,10 +53,14 @@ def first_iteration(name: str, input_shape: tuple[int, ...], output_shape: tuple
     return tensors
 
 
+@pytest.mark.parametrize("keep_argmax", [True, False])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_pooling_matches_nntrainer_model_golden(name: str) -> None:
+def test_pooling_matches_nntrainer_model_golden(name: str, keep_argmax: bool) -> None:
+    """Max pooling also without its argmax scratch (``compile(recompute=True)``): the
+    derivative finds the winners again from input and output with the same tie rule."""
     pooling, props, shape = CASES[name]
     layer = L.Pooling2D(pooling, name="pool", **props)
+    layer.keep_argmax = keep_argmax
     out_shape = layer.setup([shape]).output_shapes[0]
     golden = first_iteration(name, shape, out_shape)
     np.testing.assert_array_equal(golden["input_output"], golden["input"])  # layout check

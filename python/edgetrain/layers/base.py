@@ -28,12 +28,15 @@ Array = NDArray[Any]
 
 
 class StepKind(enum.Enum):
-    """The four kinds of step a layer contributes to one training iteration."""
+    """The four kinds of step a layer contributes to one training iteration, and the
+    ``recompute`` step a program may add (``spec/recompute.md``): it writes again, in the
+    backward pass, an activation's output that was not kept from the forward pass."""
 
     FORWARD = "forward"
     CALC_GRADIENT = "calc_gradient"
     CALC_DERIVATIVE = "calc_derivative"
     APPLY_GRADIENT = "apply_gradient"
+    RECOMPUTE = "recompute"
 
 
 class Operand(enum.Enum):

@@ -4,6 +4,9 @@ Both keep what their backward needs — the normalised input ``x_hat`` and the i
 standard deviation — in scratch tensors, so neither backward reads the input. That lets
 the output be written over the input's buffer and the outgoing derivative over the
 incoming one, which is where normalization layers save memory in a planned iteration.
+Since ``x_hat`` is kept, the training output ``x_hat * gamma + beta`` can be written again
+in the backward pass (``recompute_output``, the same code as the forward pass, so the
+same bits): the recompute step of ``spec/recompute.md`` relies on it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class BatchNormalization(Layer):
     derivative_reads = frozenset({Operand.WEIGHTS})
     supports_in_place = True
     derivative_in_place = True
+    #: what ``recompute_output`` reads: these scratch tensors and weights
+    recompute_scratch = ("normalized",)
+    recompute_weights = ("gamma", "beta")
 
     def __init__(
         self,
@@ -142,8 +148,19 @@ class BatchNormalization(Layer):
         np.sqrt(inv_std, out=inv_std)
         np.reciprocal(inv_std, out=inv_std)
         x_hat *= inv_std.reshape(channel)
-        np.multiply(x_hat, gamma, out=y)
-        y += beta
+        self._scale_and_shift(x_hat, w, y)
+
+    def _scale_and_shift(self, x_hat: Array, weights: dict[str, Array], y: Array) -> None:
+        """``y = x_hat * gamma + beta`` per channel (``y`` may be ``x_hat``'s input's bytes)."""
+        _, channel = self._geometry(x_hat.shape)
+        np.multiply(x_hat, weights["gamma"].reshape(channel), out=y)
+        y += weights["beta"].reshape(channel)
+
+    def recompute_output(self, ctx: LayerContext) -> None:
+        """Write the training output again into ``ctx.outputs[0]`` from the kept
+        ``normalized`` scratch, ``gamma`` and ``beta``: the forward pass's own code, so
+        the bits are the forward output's while those three are unchanged."""
+        self._scale_and_shift(ctx.scratch["normalized"], ctx.weights, ctx.outputs[0])
 
     def _update_moving(self, moving: Array, batch: Array) -> None:
         moving *= moving.dtype.type(self.momentum)
@@ -180,6 +197,9 @@ class LayerNormalization(Layer):
     derivative_reads = frozenset({Operand.WEIGHTS})
     supports_in_place = True
     derivative_in_place = True
+    #: what ``recompute_output`` reads: these scratch tensors and weights
+    recompute_scratch = ("normalized",)
+    recompute_weights = ("gamma", "beta")
 
     def __init__(
         self,
@@ -245,7 +265,6 @@ class LayerNormalization(Layer):
         buffer is the working space and the per-sample ``inv_std`` a small temporary."""
         x, y = ctx.inputs[0], ctx.outputs[0]
         axes = self.normalized_axes(x.shape)
-        param = _keep_only(x.shape, axes)
         mean = np.mean(x, axis=axes, keepdims=True)
         x_hat = ctx.scratch["normalized"] if ctx.training else y
         np.subtract(x, mean, out=x_hat)
@@ -255,8 +274,18 @@ class LayerNormalization(Layer):
         np.sqrt(inv_std, out=inv_std)
         np.reciprocal(inv_std, out=inv_std)
         x_hat *= inv_std
-        np.multiply(x_hat, ctx.weights["gamma"].reshape(param), out=y)
-        y += ctx.weights["beta"].reshape(param)
+        self._scale_and_shift(x_hat, ctx.weights, y)
+
+    def _scale_and_shift(self, x_hat: Array, weights: dict[str, Array], y: Array) -> None:
+        """``y = x_hat * gamma + beta`` over the normalised axes (``y`` may be ``x_hat``)."""
+        param = _keep_only(x_hat.shape, self.normalized_axes(x_hat.shape))
+        np.multiply(x_hat, weights["gamma"].reshape(param), out=y)
+        y += weights["beta"].reshape(param)
+
+    def recompute_output(self, ctx: LayerContext) -> None:
+        """Write the training output again from the kept ``normalized`` scratch, ``gamma``
+        and ``beta`` (the forward pass's own code, so the same bits)."""
+        self._scale_and_shift(ctx.scratch["normalized"], ctx.weights, ctx.outputs[0])
 
     def calc_gradient(self, ctx: LayerContext) -> None:
         dy, x_hat = ctx.grad_outputs[0], ctx.scratch["normalized"]

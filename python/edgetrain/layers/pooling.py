@@ -4,7 +4,10 @@ NNTrainer's semantics (``spec/layers/pooling.md``): ``stride`` defaults to 1 (no
 pool size), padded cells never take part (max ignores them, average divides by the number
 of real cells in the window), and global max shares the derivative equally among tied
 maxima. Max pooling keeps the position of each window's maximum in an integer scratch
-tensor, so its derivative needs neither the input nor the output.
+tensor, so its derivative needs neither the input nor the output; with ``keep_argmax``
+False (set by ``compile(recompute=True)`` when the input and the output are kept for
+other steps anyway, ``spec/recompute.md``) it keeps nothing and its derivative finds the
+position again from the input and the output, with the same tie rule.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..tensors import Shape, format_shape
-from .base import Array, Layer, LayerContext, LayerSetup, ScratchSpec, StepKind, int_pair
+from .base import Array, Layer, LayerContext, LayerSetup, Operand, ScratchSpec, StepKind, int_pair
 from .window import (
     PaddingSpec,
     Window,
@@ -52,6 +55,7 @@ class Pooling2D(Layer):
         **common: Any,
     ) -> None:
         super().__init__(**common)
+        self.keep_argmax = True
         kind = str(pooling).strip().lower()
         if kind not in POOLING_TYPES:
             raise ConfigError(
@@ -82,6 +86,21 @@ class Pooling2D(Layer):
                     f"{self.pool_size} on every side (a window of padding alone has no value)",
                     key="padding",
                 )
+
+    @property
+    def keep_argmax(self) -> bool:
+        """Max pooling only: keep each window's winning position from the forward step
+        (an int32 scratch of the output's shape; the derivative reads nothing else), or,
+        when False, keep nothing and find it again in the derivative from the input and
+        the output (which it then reads). Not a model property: the compiler sets it."""
+        return self._keep_argmax
+
+    @keep_argmax.setter
+    def keep_argmax(self, keep: bool) -> None:
+        self._keep_argmax = bool(keep)
+        self.derivative_reads = (
+            frozenset() if keep else frozenset({Operand.INPUTS, Operand.OUTPUTS})
+        )
 
     @property
     def is_global(self) -> bool:
@@ -115,7 +134,7 @@ class Pooling2D(Layer):
             )
         output = (batch, channels, *window.output)
         scratch = []
-        if self.pooling == "max":
+        if self.pooling == "max" and self.keep_argmax:
             scratch.append(ScratchSpec("argmax", output, _FORWARD_AND_DERIVATIVE, "int32"))
         elif self.pooling == "global_max":
             scratch.append(ScratchSpec("max_mask", tuple(shape), _FORWARD_AND_DERIVATIVE, "uint8"))
@@ -126,7 +145,7 @@ class Pooling2D(Layer):
     def forward(self, ctx: LayerContext) -> None:
         x, y = ctx.inputs[0], ctx.outputs[0]
         if self.pooling == "max":
-            _max_forward(x, self.window(*x.shape[2:]), y, ctx.scratch["argmax"])
+            _max_forward(x, self.window(*x.shape[2:]), y, ctx.scratch.get("argmax"))
         elif self.pooling == "average":
             _average_forward(x, self.window(*x.shape[2:]), y)
         elif self.pooling == "global_max":
@@ -139,7 +158,12 @@ class Pooling2D(Layer):
     def calc_derivative(self, ctx: LayerContext) -> None:
         dy, dx = ctx.grad_outputs[0], ctx.grad_inputs[0]
         if self.pooling == "max":
-            _max_backward(dy, ctx.scratch["argmax"], dx)
+            argmax = ctx.scratch.get("argmax")
+            if argmax is None:
+                x, y = ctx.inputs[0], ctx.outputs[0]
+                argmax = np.empty(y.shape, np.int32)
+                _max_positions(x, self.window(*x.shape[2:]), y, argmax)
+            _max_backward(dy, argmax, dx)
         elif self.pooling == "average":
             _average_backward(dy, self.window(*dx.shape[2:]), dx)
         elif self.pooling == "global_max":
@@ -150,21 +174,47 @@ class Pooling2D(Layer):
             dx[...] = dy / dx.dtype.type(dx.shape[2] * dx.shape[3])
 
 
-def _max_forward(x: Array, window: Window, y: Array, argmax: Array) -> None:
-    """``y`` = the largest real cell of every window; ``argmax`` = its flat position
-    ``h * W + w`` in the input map (the first one in row-major order on ties)."""
-    width = x.shape[3]
+def _max_forward(x: Array, window: Window, y: Array, argmax: Array | None) -> None:
+    """``y`` = the largest real cell of every window; ``argmax`` (when given) = its flat
+    position ``h * W + w`` in the input map (the first one in row-major order on ties)."""
     kw = window.kernel[1]
-    (oh, ow), (sh, sw) = window.output, window.stride
-    top, _, left, _ = window.pads
     padded = pad_map(x, window.pads, -np.inf)
     y[...] = tap(padded, window, 0, 0)
-    argmax[...] = 0  # the winning tap i * kw + j for now
+    if argmax is not None:
+        argmax[...] = 0  # the winning tap i * kw + j for now
     for index in range(1, window.taps):
         candidate = tap(padded, window, index // kw, index % kw)
         larger = candidate > y  # strictly: an equal later tap does not win
         np.copyto(y, candidate, where=larger)
-        np.copyto(argmax, index, where=larger)
+        if argmax is not None:
+            np.copyto(argmax, index, where=larger)
+    if argmax is not None:
+        _tap_to_position(argmax, window, x.shape[3])
+
+
+def _max_positions(x: Array, window: Window, y: Array, argmax: Array) -> None:
+    """``argmax`` as ``_max_forward`` writes it, found again from the input ``x`` and the
+    output ``y``: the first tap (row-major) equal to ``y``. The forward scan moves to a
+    tap only when it is strictly larger, so the tap it ends on is the first one holding
+    the final maximum; where no tap equals ``y`` (a NaN first tap, which the scan never
+    leaves) both give tap 0."""
+    kw = window.kernel[1]
+    padded = pad_map(x, window.pads, -np.inf)
+    found = tap(padded, window, 0, 0) == y
+    argmax[...] = 0
+    for index in range(1, window.taps):
+        hit = tap(padded, window, index // kw, index % kw) == y
+        hit &= ~found
+        np.copyto(argmax, index, where=hit)
+        found |= hit
+    _tap_to_position(argmax, window, x.shape[3])
+
+
+def _tap_to_position(argmax: Array, window: Window, width: int) -> None:
+    """Turn winning tap numbers ``i * kw + j`` into flat input positions ``h * W + w``."""
+    kw = window.kernel[1]
+    (oh, ow), (sh, sw) = window.output, window.stride
+    top, _, left, _ = window.pads
     rows = np.arange(oh)[:, None] * sh - top + argmax // kw
     columns = np.arange(ow)[None, :] * sw - left + argmax % kw
     argmax[...] = rows * width + columns

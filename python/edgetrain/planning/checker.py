@@ -5,7 +5,9 @@ tensor must hold its value, then verifies the plan: every tensor lies inside the
 at an aligned offset, its planned interval covers those orders, tensors that share on
 purpose sit at one offset, and no two tensors alive at a common order overlap in bytes
 unless the plan puts them in the same buffer. Planner bugs show up here as named
-errors rather than as wrong numbers.
+errors rather than as wrong numbers. A program with recompute steps
+(``spec/recompute.md``) is also checked to recompute from values that are still the
+forward pass's when the step runs, before any backward step reads the result.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 from ..layers.base import Operand, StepKind
 from ..losses import LossLayer
-from ..program import Program
+from ..program import Program, Step
 from ..tensors import TensorKind
 from .plan import MemoryPlan
 
@@ -86,13 +88,17 @@ def required_orders(program: Program) -> dict[str, set[int]]:
         needed[name].add(0)
     if program.label is not None:
         needed[program.label].add(0)
+    recomputed = {r.tensor: r.recomputed for r in program.recompute.values()}
     for k, step in enumerate(program.steps):
         b = program.bindings[step.node]
         layer = program.node(step.node).layer
         touched: list[str] = list(step.zero_fill)
         declared = {s.name: s.used_in for s in program.node(step.node).setup.scratch}
         touched += [t for s, t in b.scratch.items() if step.kind in declared[s]]
-        if step.kind is StepKind.FORWARD:
+        if step.kind is StepKind.RECOMPUTE:
+            r = program.recompute[step.node]
+            touched += [*r.reads, r.recomputed]
+        elif step.kind is StepKind.FORWARD:
             touched += b.inputs + b.outputs + list(b.weights.values())
         elif step.kind is StepKind.APPLY_GRADIENT:
             for w, g in b.gradients.items():
@@ -104,8 +110,8 @@ def required_orders(program: Program) -> dict[str, set[int]]:
                 else layer.derivative_reads
             )
             touched += b.grad_outputs
-            touched += b.inputs if Operand.INPUTS in reads else []
-            touched += b.outputs if Operand.OUTPUTS in reads else []
+            touched += [recomputed.get(n, n) for n in b.inputs] if Operand.INPUTS in reads else []
+            touched += [recomputed.get(n, n) for n in b.outputs] if Operand.OUTPUTS in reads else []
             touched += list(b.weights.values()) if Operand.WEIGHTS in reads else []
             touched += (
                 list(b.gradients.values()) if step.kind is StepKind.CALC_GRADIENT else b.grad_inputs
@@ -121,9 +127,72 @@ def required_orders(program: Program) -> dict[str, set[int]]:
     return needed
 
 
+def check_recompute(program: Program) -> list[str]:
+    """Problems with the program's recompute steps: each recomputes an activation (one
+    input, alias-safe forward) of a normalization's output from that normalization's
+    ``normalized`` scratch, ``gamma`` and ``beta``; it runs once, in the backward pass,
+    before every backward step that reads the recomputed tensor, and none of what it
+    reads changes between the forward steps and it."""
+    problems: list[str] = []
+    forward_end = sum(1 for s in program.steps if s.kind is StepKind.FORWARD)
+    orders = {(s.kind, s.node): k for k, s in enumerate(program.steps)}
+    written: dict[str, list[int]] = {}
+    for k, step in enumerate(program.steps):
+        b = program.bindings[step.node]
+        declared = {s.name: s.used_in for s in program.node(step.node).setup.scratch}
+        names = list(step.zero_fill)
+        if step.kind is StepKind.FORWARD:
+            names += b.outputs + [t for s, t in b.scratch.items() if StepKind.FORWARD in declared[s]]
+        elif step.kind is StepKind.APPLY_GRADIENT:
+            names += [b.weights[w] for w in b.gradients]
+        elif step.kind is not StepKind.RECOMPUTE:
+            names += [t for s, t in b.scratch.items() if step.kind in declared[s] and StepKind.FORWARD not in declared[s]]
+        for name in names:
+            written.setdefault(name, []).append(k)
+    for node, r in program.recompute.items():
+        where = f"recompute of '{node}'"
+        at = orders.get((StepKind.RECOMPUTE, node))
+        if at is None or at < forward_end:
+            problems.append(f"{where}: no recompute step in the backward pass")
+            continue
+        b, source = program.bindings[node], program.bindings.get(r.source)
+        layer = program.node(node).layer
+        if source is None or b.inputs != [source.outputs[0]] or b.outputs != [r.tensor]:
+            problems.append(f"{where}: '{r.source}' is not its only input, or '{r.tensor}' not its output")
+            continue
+        if not layer.supports_in_place or Operand.INPUTS in layer.derivative_reads | layer.gradient_reads:
+            problems.append(f"{where}: its forward is not alias-safe or its backward reads its input")
+        wanted = [source.scratch.get("normalized"), source.weights.get("gamma"), source.weights.get("beta")]
+        if sorted(r.reads) != sorted(str(n) for n in wanted) or None in wanted:
+            problems.append(f"{where}: reads {list(r.reads)}, not '{r.source}''s normalized, gamma and beta")
+        if program.tensors[r.recomputed].shape != program.tensors[r.tensor].shape:
+            problems.append(f"{where}: '{r.recomputed}' and '{r.tensor}' differ in shape")
+        forward = orders[(StepKind.FORWARD, node)]
+        for name in r.reads:
+            late = [k for k in written.get(name, []) if forward < k < at]
+            if late:
+                problems.append(f"{where}: '{name}' is written at order {late[0]}, between the forward step and the recompute")
+        readers = [k for k, s in enumerate(program.steps) if s.kind in (StepKind.CALC_GRADIENT, StepKind.CALC_DERIVATIVE) and r.recomputed in _read_names(program, s)]
+        if readers and min(readers) < at:
+            problems.append(f"{where}: '{r.recomputed}' is read at order {min(readers)}, before the recompute at {at}")
+        if [s for s in program.steps if s.kind is StepKind.RECOMPUTE and s.node == node][1:]:
+            problems.append(f"{where}: more than one recompute step")
+    return problems
+
+
+def _read_names(program: Program, step: Step) -> list[str]:
+    """Forward tensors a backward step reads, with recomputed names substituted."""
+    b = program.bindings[step.node]
+    layer = program.node(step.node).layer
+    reads = layer.gradient_reads if step.kind is StepKind.CALC_GRADIENT else layer.derivative_reads
+    recomputed = {r.tensor: r.recomputed for r in program.recompute.values()}
+    names = (b.inputs if Operand.INPUTS in reads else []) + (b.outputs if Operand.OUTPUTS in reads else [])
+    return [recomputed.get(n, n) for n in names]
+
+
 def check_plan(program: Program, plan: MemoryPlan) -> None:
     """Raise :class:`PlanCheckError` unless ``plan`` is safe for ``program``."""
-    problems: list[str] = []
+    problems: list[str] = check_recompute(program)
     last_order = len(program.steps) - 1
     results = {program.output} | ({program.loss} if program.loss else set())
     placements: list[Placement] = []

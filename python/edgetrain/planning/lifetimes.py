@@ -6,7 +6,9 @@ step reads or writes it, following the layer contract: a forward step touches th
 layer's inputs, outputs, weights and forward scratch; a backward step touches the
 incoming derivatives, the forward tensors its layer declares in ``gradient_reads`` /
 ``derivative_reads``, its scratch, and what it writes (weight gradients, outgoing
-derivatives); an apply step touches the weights, their gradients and optimizer state.
+derivatives); an apply step touches the weights, their gradients and optimizer state; a
+recompute step reads what its ``Recomputation`` lists and writes the recomputed tensor,
+which backward steps then read in place of the forward tensor (``spec/recompute.md``).
 Rules and lifespan classes: ``spec/planning.md``.
 """
 
@@ -96,10 +98,16 @@ def _kept_scratch(program: Program, step: Step) -> set[str]:
 
 def step_accesses(program: Program, step: Step) -> Iterator[tuple[str, Access]]:
     """The tensors one step touches, each with how (a tensor may appear twice)."""
-    binding = program.bindings[step.node]
+    binding = program.step_binding(step)
     layer = program.node(step.node).layer
     for name in step.zero_fill:
         yield name, Access.WRITE
+    if step.kind is StepKind.RECOMPUTE:
+        recomputation = program.recompute[step.node]
+        for name in recomputation.reads:
+            yield name, Access.READ
+        yield recomputation.recomputed, Access.WRITE
+        return
     scratch = _scratch_for(program, step)
     uses_label = isinstance(layer, LossLayer)
     if step.kind is StepKind.FORWARD:

@@ -56,7 +56,9 @@ def changed_orders(program: Program) -> dict[str, set[int]]:
         b = program.bindings[step.node]
         specs = {s.name: s.used_in for s in program.node(step.node).setup.scratch}
         written = list(step.zero_fill)
-        if step.kind is StepKind.FORWARD:
+        if step.kind is StepKind.RECOMPUTE:
+            written.append(program.recompute[step.node].recomputed)
+        elif step.kind is StepKind.FORWARD:
             written += b.outputs + [t for s, t in b.scratch.items() if StepKind.FORWARD in specs[s]]
             written += [t for w, t in b.weights.items() if w not in b.gradients]
         elif step.kind is StepKind.APPLY_GRADIENT:
