@@ -18,7 +18,7 @@ from typing import Any
 
 from edgetrain.errors import EdgetrainError
 
-from . import planner
+from . import backends, planner
 from .workloads import WORKLOADS, Workload, select
 
 
@@ -39,6 +39,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         "arena bytes of every planner against the lower bound and the naive total",
         planner.add_arguments,
         planner.run,
+    ),
+    "backends": Benchmark(
+        "backends",
+        "training-step time of the python and rust backends",
+        backends.add_arguments,
+        backends.run,
     ),
 }
 
