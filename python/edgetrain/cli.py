@@ -30,6 +30,7 @@ from .planning import PLANNERS, MemoryPlan
 from .planning.report import format_bytes
 from .planning.swap_report import render_swap
 from .planning.chart import draw_plan, draw_swap
+from .planning.recompute import recompute_summary
 from .planning.report import plan_json, render_plan
 from .planning.swap import SwapSchedule
 from .progress import MemoryWatch, ProgressBar
@@ -133,7 +134,18 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--brief", action="store_true", help="totals only, not every execution order"
     )
+    _recompute_argument(parser)
     _swap_arguments(parser, files=False)
+
+
+def _recompute_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--recompute",
+        action="store_true",
+        help="recompute activations after batch/layer norms in the backward pass instead of "
+        "keeping them, and drop max pooling's argmax where it can (same results, less memory; "
+        "spec/recompute.md; the model file's [Model] recompute = true does the same)",
+    )
 
 
 def _swap_arguments(parser: argparse.ArgumentParser, *, files: bool) -> None:
@@ -215,10 +227,13 @@ def _plan_swap(
 
 @command("plan", "show where every tensor lives in the arena, per execution order", _plan_arguments)
 def plan(args: argparse.Namespace) -> int:
-    setup = open_model_file(args.model, batch_size=args.batch_size, training=not args.inference)
+    setup = open_model_file(
+        args.model, batch_size=args.batch_size, training=not args.inference, recompute=args.recompute
+    )
     model = setup.model
     memory = model.plan(args.planner)
     unfrozen = unfrozen_plan(model, args.planner)
+    recomputed = recompute_summary(model, args.planner)
     mode = "inference" if args.inference else "training"
     what = f"{args.model.name}: {mode}, batch size {model.batch_size}"
     schedule, budget = _plan_swap(args, model, memory)
@@ -233,6 +248,7 @@ def plan(args: argparse.Namespace) -> int:
         model=str(args.model),
         batch_size=model.batch_size,
         training=not args.inference,
+        recompute=recomputed,
     )
     if schedule is not None:
         data["swap"] = {"memory_budget": budget, **schedule.to_json()}
@@ -245,7 +261,9 @@ def plan(args: argparse.Namespace) -> int:
         except OSError as err:
             raise SaveError(f"cannot write {args.json}: {err.strerror or err}") from None
     title = f"memory plan of {what}, {model.dtype}"
-    print(render_plan(memory, title=title, orders=not args.brief, unfrozen=unfrozen))
+    print(
+        render_plan(memory, title=title, orders=not args.brief, unfrozen=unfrozen, recompute=recomputed)
+    )
     if schedule is not None:
         print("\n" + render_swap(schedule, budget=budget, orders=not args.brief))
     elif budget is not None or args.memory_budget is not None:
@@ -301,13 +319,19 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue from the newest intact checkpoint in --checkpoint DIR, ending with "
         "the weights an uninterrupted run would have (a fresh start when DIR has none)",
     )
+    _recompute_argument(parser)
     _swap_arguments(parser, files=True)
 
 
 @command("train", "train a model file on data, report accuracy and memory, save weights", _train_arguments)
 def train(args: argparse.Namespace) -> int:
     setup = open_model_file(
-        args.model, batch_size=args.batch_size, seed=args.seed, training=True, swap_args=args
+        args.model,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        training=True,
+        swap_args=args,
+        recompute=args.recompute,
     )
     with setup.model:
         return _train(args, setup)
@@ -629,9 +653,11 @@ def open_model_file(
     seed: int = 0,
     training: bool = False,
     swap_args: argparse.Namespace | None = None,
+    recompute: bool = False,
 ) -> ModelFileSetup:
     """Read a model file and compile it (for training when ``training``; swapping as
-    ``swap_args`` and the model file's memory_swap keys say when given)."""
+    ``swap_args`` and the model file's memory_swap keys say when given; recomputing when
+    ``recompute`` or the file's ``[Model] recompute``)."""
     model = Model.from_ini(path)
     description = model.description
     assert description is not None
@@ -642,6 +668,7 @@ def open_model_file(
         description.optimizer if training else None,
         batch_size=batch_size or description.batch_size,
         seed=seed,
+        recompute=recompute or description.recompute,
         **swap,  # type: ignore[arg-type]
     )
     data = description.data

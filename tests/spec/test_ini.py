@@ -611,7 +611,7 @@ def test_round_trip_description_extras(tmp_path: Path) -> None:
         layers, "cross_entropy", Adam(Cosine(0.1, 5, 0.01), beta2=0.9), batch_size=3, epochs=9,
         data=DataFiles(tmp_path / "t.dat", tmp_path / "v.dat", None, 64),
         swap=SwapSettings(True, "/tmp/s", 3), save_path=tmp_path / "w.bin", continue_train=True,
-        memory_optimization=False, torch_ref=True,
+        memory_optimization=False, torch_ref=True, recompute=True,
     )  # fmt: skip
     write_ini(desc, tmp_path / "d.ini")
     text = (tmp_path / "d.ini").read_text()
@@ -619,7 +619,7 @@ def test_round_trip_description_extras(tmp_path: Path) -> None:
     again = read_ini(tmp_path / "d.ini")
     assert again.loss == "cross_entropy"
     for field in ("batch_size", "epochs", "data", "swap", "save_path", "continue_train",
-                  "memory_optimization", "torch_ref"):  # fmt: skip
+                  "memory_optimization", "torch_ref", "recompute"):  # fmt: skip
         assert getattr(again, field) == getattr(desc, field), field
     assert isinstance(again.optimizer, Adam) and again.optimizer.beta2 == 0.9
     assert again.schedule is not None and again.schedule.config() == Cosine(0.1, 5, 0.01).config()

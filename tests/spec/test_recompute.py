@@ -6,6 +6,7 @@ refuse a broken recompute."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -354,3 +355,107 @@ def test_max_pooling_without_argmax_routes_exactly_as_with_it(padding: int, stri
         assert ("argmax" in ctx.scratch) is keep
     np.testing.assert_array_equal(results[1][0], results[0][0])
     assert results[1][1].tobytes() == results[0][1].tobytes()
+
+
+# -- the command line and the model file ----------------------------------------------------
+
+CONV_INI = """
+[Model]
+type = NeuralNetwork
+loss = cross
+batch_size = 16
+epochs = 1
+{recompute}
+[Optimizer]
+type = sgd
+learning_rate = 0.05
+momentum = 0.9
+
+[x]
+type = input
+input_shape = 1:8:8
+
+[conv]
+type = conv2d
+filters = 4
+kernel_size = 3
+padding = 1
+disable_bias = true
+
+[conv_bn]
+type = batch_normalization
+activation = relu
+
+[conv2]
+type = conv2d
+filters = 4
+kernel_size = 3
+padding = 1
+
+[conv2_bn]
+type = batch_normalization
+activation = relu
+
+[pool]
+type = pooling2d
+pooling = max
+pool_size = 2
+stride = 2
+
+[flat]
+type = flatten
+
+[out]
+type = fully_connected
+unit = 10
+activation = softmax
+"""
+
+
+def _conv_ini(tmp_path: Any, recompute: bool) -> Any:
+    path = tmp_path / ("recompute.ini" if recompute else "plain.ini")
+    path.write_text(CONV_INI.format(recompute="recompute = true\n" if recompute else ""))
+    return path
+
+
+def test_plan_recompute_shows_what_changed_and_the_saving(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from edgetrain import cli
+
+    plain = _conv_ini(tmp_path, False)
+    assert cli.main(["plan", str(plain), "--brief", "--recompute", "--json", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr().out
+    assert "recomputed in the backward pass instead of kept: conv_bn/activation, conv2_bn/activation (2)" in out
+    assert "max pooling without argmax scratch: pool (1)" in out
+    assert re.search(r"arena .* with recompute, .* without \(recompute saves .*, \d+%; lower bound", out)
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["recompute"]["recomputed"] == ["conv_bn/activation", "conv2_bn/activation"]
+    assert data["recompute"]["arena_bytes_without"] > data["arena_bytes"]
+    assert [s["kind"] for s in data["steps"]].count("recompute") == 2
+    # without the flag: no recompute; the model file's key does the same as the flag
+    assert cli.main(["plan", str(plain), "--brief"]) == 0
+    assert "recompute" not in capsys.readouterr().out
+    assert cli.main(["plan", str(_conv_ini(tmp_path, True)), "--brief"]) == 0
+    assert "max pooling without argmax scratch: pool (1)" in capsys.readouterr().out
+
+
+def test_train_recompute_saves_the_same_weights(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgetrain import cli
+
+    ini = _conv_ini(tmp_path, False)
+    common = ["train", str(ini), "--data", "digits", "--quiet", "--seed", "2", "--validation-split", "0"]
+    assert cli.main([*common, "--save", str(tmp_path / "a.bin")]) == 0
+    assert cli.main([*common, "--recompute", "--save", str(tmp_path / "b.bin")]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes()
+
+
+def test_model_file_recompute_key_round_trips(tmp_path: Any) -> None:
+    from edgetrain.ini import read_ini, write_ini
+
+    desc = read_ini(_conv_ini(tmp_path, True))
+    assert desc.recompute
+    write_ini(desc, tmp_path / "again.ini")
+    assert "recompute = true" in (tmp_path / "again.ini").read_text()
+    assert not read_ini(_conv_ini(tmp_path, False)).recompute

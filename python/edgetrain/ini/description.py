@@ -51,6 +51,8 @@ class ModelDescription:
     save_best_path: Path | None = None
     continue_train: bool = False
     memory_optimization: bool = True
+    #: edgetrain's ``[Model] recompute`` (not NNTrainer's): ``compile(recompute=True)``
+    recompute: bool = False
     #: NNTrainer's Adam ``torch_ref``; edgetrain's Adam always uses the torch formula
     torch_ref: bool = False
     source: Path | None = None

@@ -19,7 +19,7 @@ _MODEL_KEYS = (
     "type", "loss", "batch_size", "epochs", "save_path", "save_best_path", "continue_train",
     "memory_optimization", "memory_swap", "memory_swap_path", "memory_swap_lookahead", "fsu",
     "fsu_path", "fsu_lookahead", "tensor_format", "model_tensor_type", "tensor_type",
-    "loss_scale",
+    "loss_scale", "recompute",
 )  # fmt: skip
 #: old-style optimizer keys of ``[Model]`` (NNTrainer's deprecated form)
 _MODEL_OPTIMIZER_KEYS = (
@@ -58,7 +58,7 @@ def read_model(reader: Reader, section: IniSection | None, desc: ModelDescriptio
     for key in ("save_path", "save_best_path"):
         if key in section.entries:
             setattr(desc, key, reader.resolve(section.entries[key].value))
-    for key in ("continue_train", "memory_optimization"):
+    for key in ("continue_train", "memory_optimization", "recompute"):
         if key in section.entries:
             setattr(desc, key, reader.convert(section, key, keys.parse_bool))
     for key in ("memory_swap", "fsu"):

@@ -106,6 +106,8 @@ def _model_entries(desc: ModelDescription, loss: str | None) -> list[tuple[str, 
         entries.append(("continue_train", "true"))
     if not desc.memory_optimization:
         entries.append(("memory_optimization", "false"))
+    if desc.recompute:
+        entries.append(("recompute", "true"))
     default = SwapSettings()
     if desc.swap.enabled != default.enabled:
         entries.append(("memory_swap", keys.format_value(desc.swap.enabled)))

@@ -19,17 +19,25 @@ Each rewrite is applied only where the lifetimes say it frees bytes.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
+from ..graph import build_graph
 from ..layers.activation import Activation
 from ..layers.base import Layer, StepKind, backward_uses
 from ..layers.normalization import BatchNormalization, LayerNormalization
 from ..layers.pooling import Pooling2D
-from ..program import Program, Recomputation, Step
+from ..losses import make_loss
+from ..program import Program, Recomputation, Step, build_program
 from ..tensors import TensorKind, TensorSpec
 from .lifetimes import analyse_usage, forward_step_count, operand_tensors
+from .plan import MemoryPlan, plan_memory
 from .sharing import Buffer, find_sharing, group_buffers
+
+if TYPE_CHECKING:
+    from ..model import Model
 
 #: the name of the tensor a recompute step writes is the forward tensor's plus this
 RECOMPUTED_SUFFIX = ":recomputed"
@@ -187,3 +195,45 @@ def build_with_recompute(build: Callable[[], Program], layers: Sequence[Layer], 
         set_pooling_argmax(layers, dropped)
         program = build()
     return add_recompute(program, choose_recompute(program))
+
+
+# -- what recompute did, for reports -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecomputeSummary:
+    """What ``compile(recompute=True)`` changed in a model's training program:
+    ``recomputed`` activation nodes, max ``pooling`` layers without their argmax, and
+    ``without``, the plan of the same model compiled without recompute."""
+
+    recomputed: tuple[str, ...]
+    pooling: tuple[str, ...]
+    without: MemoryPlan
+
+
+def recompute_summary(model: Model, planner: str) -> RecomputeSummary | None:
+    """The summary for a model compiled with ``recompute=True`` for training (None
+    otherwise). The plan without recompute is made from copies of the layers, so the
+    compiled model is left untouched."""
+    if not model.recompute or model.optimizer is None:
+        return None
+    program = model.program
+    pooling = tuple(
+        n.name
+        for n in program.graph.nodes
+        if isinstance(n.layer, Pooling2D) and n.layer.pooling == "max" and not n.layer.keep_argmax
+    )
+    layers = [copy.copy(layer) for layer in model.layers]
+    loss = make_loss(model.loss_name) if model.loss_name else None
+    optimizer = model.optimizer
+    plain = build_with_recompute(
+        lambda: build_program(
+            build_graph(layers, model.batch_size, loss),
+            training=True,
+            dtype=model.dtype,
+            optimizer_state=optimizer.state_names(),
+        ),
+        layers,
+        False,
+    )
+    return RecomputeSummary(tuple(program.recompute), pooling, plan_memory(plain, planner))

@@ -13,6 +13,7 @@ from typing import Any
 from ..tensors import TensorKind
 from .lifetimes import Lifespan
 from .plan import MemoryPlan, TensorPlan
+from .recompute import RecomputeSummary
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
@@ -81,12 +82,14 @@ def render_plan(
     title: str | None = None,
     orders: bool = True,
     unfrozen: MemoryPlan | None = None,
+    recompute: RecomputeSummary | None = None,
 ) -> str:
     """The whole report: header, planners against the bounds, the split by kind and (when
     ``orders``) every execution order with what is born and freed there. ``unfrozen`` is
-    the plan of the same model with every layer trainable, compared in the header."""
+    the plan of the same model with every layer trainable, ``recompute`` what recompute
+    changed and the plan without it, both compared in the header."""
     sections = [
-        _header(plan, title, unfrozen),
+        _header(plan, title, unfrozen, recompute),
         _planner_table(plan),
         _kind_table(plan),
         _persistent(plan),
@@ -95,12 +98,29 @@ def render_plan(
     return "\n\n".join(s for s in sections if s)
 
 
-def plan_json(plan: MemoryPlan, unfrozen: MemoryPlan | None = None, **context: Any) -> dict[str, Any]:
+def plan_json(
+    plan: MemoryPlan,
+    unfrozen: MemoryPlan | None = None,
+    *,
+    recompute: RecomputeSummary | None = None,
+    **context: Any,
+) -> dict[str, Any]:
     """``plan.to_json()`` with what the plan was made from (``context``: model file,
     batch size, ...) and which layers train, as ``edgetrain plan --json`` writes it;
-    ``unfrozen_arena_bytes`` is the arena with every layer trainable (when any is frozen)."""
+    ``unfrozen_arena_bytes`` is the arena with every layer trainable (when any is frozen);
+    ``recompute`` (when compiled with it): the recomputed activations, the max pooling
+    layers without argmax, and the arena and bound without recompute."""
     training = layer_training(plan)
-    extra = {"unfrozen_arena_bytes": unfrozen.arena_bytes} if unfrozen is not None else {}
+    extra: dict[str, Any] = {}
+    if unfrozen is not None:
+        extra["unfrozen_arena_bytes"] = unfrozen.arena_bytes
+    if recompute is not None:
+        extra["recompute"] = {
+            "recomputed": list(recompute.recomputed),
+            "pooling_without_argmax": list(recompute.pooling),
+            "arena_bytes_without": recompute.without.arena_bytes,
+            "lower_bound_bytes_without": recompute.without.lower_bound_bytes,
+        }
     return {
         **context,
         "trained_layers": list(training.trained),
@@ -110,7 +130,12 @@ def plan_json(plan: MemoryPlan, unfrozen: MemoryPlan | None = None, **context: A
     }
 
 
-def _header(plan: MemoryPlan, title: str | None, unfrozen: MemoryPlan | None = None) -> str:
+def _header(
+    plan: MemoryPlan,
+    title: str | None,
+    unfrozen: MemoryPlan | None = None,
+    recompute: RecomputeSummary | None = None,
+) -> str:
     training = layer_training(plan)
     lines = [title] if title else []
     lines.append(
@@ -133,6 +158,22 @@ def _header(plan: MemoryPlan, title: str | None, unfrozen: MemoryPlan | None = N
                 f"{format_bytes(unfrozen.arena_bytes)} with every layer trainable "
                 f"(freezing saves {format_bytes(saved)}, "
                 f"{saved / unfrozen.arena_bytes:.0%})"
+            )
+        if recompute is not None:
+            lines.append(
+                _wrap(
+                    "recomputed in the backward pass instead of kept:",
+                    _names(recompute.recomputed),
+                )
+            )
+            lines.append(_wrap("max pooling without argmax scratch:", _names(recompute.pooling)))
+            before = recompute.without.arena_bytes
+            lines.append(
+                f"arena {format_bytes(plan.arena_bytes)} with recompute, {format_bytes(before)} "
+                f"without (recompute saves {format_bytes(before - plan.arena_bytes)}, "
+                f"{(before - plan.arena_bytes) / before:.0%}; lower bound "
+                f"{format_bytes(recompute.without.lower_bound_bytes)} -> "
+                f"{format_bytes(plan.lower_bound_bytes)})"
             )
     return "\n".join(lines)
 
