@@ -71,13 +71,7 @@ def _norms() -> Built:
     return layers, "mse", (6,), lambda: Adam(0.01)
 
 
-MODELS: dict[str, Callable[[], Built]] = {
-    "vgg_like": _vgg_like,
-    "norms": _norms,
-    "convnet": BUILDERS["convnet"],
-    "residual": BUILDERS["residual"],
-    "branches": BUILDERS["branches"],
-}
+MODELS: dict[str, Callable[[], Built]] = {"vgg_like": _vgg_like, "norms": _norms, **BUILDERS}
 
 
 def _data(model: Model, shape: tuple[int, ...], loss: str, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -459,3 +453,14 @@ def test_model_file_recompute_key_round_trips(tmp_path: Any) -> None:
     write_ini(desc, tmp_path / "again.ini")
     assert "recompute = true" in (tmp_path / "again.ini").read_text()
     assert not read_ini(_conv_ini(tmp_path, False)).recompute
+
+
+def test_freezing_recompiles_with_recompute() -> None:
+    layers, loss, shape, optimizer = _vgg_like()
+    model = Model(layers, loss=loss)
+    model.compile(optimizer(), batch_size=4, recompute=True)
+    model.freeze(up_to="c2_bn")
+    assert model.recompute
+    assert sorted(model.program.recompute) == ["c3_bn/activation", "c4_bn/activation"]
+    x = np.random.default_rng(1).normal(size=(4, *shape)).astype(np.float32)
+    assert np.isfinite(model.train_step(x, np.array([0, 1, 2, 3])))
