@@ -7,6 +7,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "CoreConfigError",
+    "CoreDataError",
     "CoreError",
     "CoreExecutor",
     "CoreShapeError",
@@ -24,6 +25,9 @@ class CoreError(ValueError):
 
 class CoreShapeError(CoreError):
     """A tensor whose size or shape does not fit the op (edgetrain's ShapeError)."""
+
+class CoreDataError(CoreError):
+    """Data an op cannot take, e.g. an embedding id out of range (edgetrain's DataError)."""
 
 class CoreConfigError(CoreError):
     """A program, property or argument the core refuses (edgetrain's ConfigError)."""

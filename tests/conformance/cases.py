@@ -42,6 +42,7 @@ TOLERANCE: dict[str, float] = {
     "flatten": 0.0,
     "reshape": 0.0,
     "input": 0.0,
+    "embedding": 0.0,  # row copies; the gradient sums in numpy's add.at order
 }
 #: the optimizer steps follow the spec's f32 operation order (rust/core/README.md)
 APPLY_TOLERANCE = 1e-6
@@ -61,6 +62,8 @@ class Case:
     #: full-size steps in arbitrary directions, so after training they are only checked
     #: to be finite (each step's gradient is still compared in the step-by-step test)
     noise_weights: tuple[str, ...] = ()
+    #: the input holds ids in ``[0, ids)`` (an embedding's input) instead of normal data
+    ids: int | None = None
 
 
 def _model(layers: list[L.Layer], loss: str) -> Callable[[], Model]:
@@ -183,6 +186,19 @@ CASES: dict[str, Case] = {
             "mse",
         ),
         lambda: SGD(0.1),
+    ),
+    "embedding": Case(
+        _fresh(
+            lambda: [
+                L.Input(shape=(6,), name="ids"),
+                L.Embedding(in_dim=5, out_dim=3, name="emb"),
+                L.Flatten(name="flat"),
+                L.FullyConnected(unit=2, name="fc"),
+            ],
+            "mse",
+        ),
+        lambda: Adam(0.01),
+        ids=5,
     ),
     "frozen_layer": Case(
         _fresh(

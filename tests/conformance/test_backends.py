@@ -30,10 +30,13 @@ pytest.importorskip("edgetrain._core")
 BACKENDS = ("python", "rust")
 
 
-def _data(model: Model, n: int, seed: int) -> tuple[NDArray[Any], NDArray[Any]]:
+def _data(model: Model, n: int, seed: int, ids: int | None = None) -> tuple[NDArray[Any], NDArray[Any]]:
     rng = np.random.default_rng(seed)
     shape = model.graph.input_nodes()[0].output_shapes[0][1:]
-    x = rng.normal(size=(n, *shape)).astype(np.float32)
+    if ids is None:
+        x = rng.normal(size=(n, *shape)).astype(np.float32)
+    else:
+        x = rng.integers(0, ids, size=(n, *shape)).astype(np.float32)
     out = model._output_shape()
     if model._classifies():
         y = rng.integers(0, out[-1], size=n)
@@ -66,7 +69,7 @@ def test_every_step_conforms(name: str) -> None:
     assert py_arena.nbytes == rs_arena.nbytes == plan.arena_bytes
     program = spec.program
     for iteration in range(2):
-        x, y = _data(spec, case.batch, seed=iteration)
+        x, y = _data(spec, case.batch, seed=iteration, ids=case.ids)
         labels = spec._labels(y)
         reference.load_batch([x], labels)
         reference.update_count += 1
@@ -143,7 +146,7 @@ def test_training_conforms(name: str) -> None:
     has_dropout = any(isinstance(layer, L.Dropout) and layer.dropout_rate > 0 for layer in models["python"].layers)
     losses: dict[str, list[float]] = {b: [] for b in BACKENDS}
     for iteration in range(3):
-        x, y = _data(models["python"], case.batch, seed=10 + iteration)
+        x, y = _data(models["python"], case.batch, seed=10 + iteration, ids=case.ids)
         for backend, model in models.items():
             losses[backend].append(model.train_step(x, y))
     if has_dropout:  # different masks: only check the run is sane
@@ -161,7 +164,7 @@ def test_training_conforms(name: str) -> None:
             continue
         error = _relative_error(core_weights[key], want, floor)
         assert error <= TRAINED_TOLERANCE, f"{name}: weight {key} relative error {error:.3g}"
-    x, _ = _data(models["python"], case.batch + 2, seed=99)
+    x, _ = _data(models["python"], case.batch + 2, seed=99, ids=case.ids)
     predicted = {b: m.predict(x) for b, m in models.items()}
     assert _relative_error(predicted["rust"], predicted["python"]) <= TRAINED_TOLERANCE
 
@@ -182,9 +185,9 @@ def test_weights_are_one_copy_shared_by_training_and_prediction() -> None:
 
 
 def test_unsupported_layers_and_settings_are_refused_by_name() -> None:
-    model = Model([L.Input(shape=(4,), name="ids"), L.Embedding(in_dim=10, out_dim=3, name="emb"), L.Flatten(), L.FullyConnected(unit=2)], "mse")
-    with pytest.raises(ConfigError, match="layer 'emb' of type 'embedding'"):
-        model.compile(SGD(0.1), 2, backend="rust")
+    model = CASES["example_digits_cnn"].build()
+    with pytest.raises(ConfigError, match="cannot run recompute steps \\(layer 'bn1/activation'\\)"):
+        model.compile(SGD(0.1), 2, backend="rust", recompute=True)
     for kwargs, needle in (
         ({"dtype": np.float64}, "float32"),
         ({"threads": 0}, "threads"),
@@ -206,6 +209,20 @@ def test_bad_input_raises_the_same_errors_on_both_backends(backend: str) -> None
         model.train_step(x[:, :1], y)
     with pytest.raises(DataError, match="one batch of 3"):
         model.train_step(x[:2], y[:2])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ids_out_of_range_are_a_data_error_on_both_backends(backend: str) -> None:
+    case = CASES["embedding"]
+    model = case.build()
+    model.compile(case.optimizer(), case.batch, backend=backend)
+    x, y = _data(model, case.batch, seed=0, ids=case.ids)
+    x[1, 2] = 5.0
+    with pytest.raises(DataError, match="ids must be whole numbers in \\[0, 5\\)"):
+        model.train_step(x, y)
+    x[1, 2] = 0.5
+    with pytest.raises(DataError, match="ids must be whole numbers"):
+        model.predict(x)
 
 
 def test_core_errors_become_edgetrain_errors() -> None:

@@ -22,6 +22,7 @@ from ..layers.activation import Activation
 from ..layers.base import Layer
 from ..layers.conv2d import Conv2D
 from ..layers.dropout import Dropout
+from ..layers.embedding import Embedding
 from ..layers.fully_connected import FullyConnected
 from ..layers.input import Input
 from ..layers.merge import Addition, Concat
@@ -56,6 +57,8 @@ def lower_op(layer: Layer, input_shapes: list[Shape]) -> dict[str, Any]:
         return {"type": "input"}
     if isinstance(layer, FullyConnected):
         return {"type": "fully_connected"}
+    if isinstance(layer, Embedding):
+        return {"type": "embedding"}
     if isinstance(layer, Conv2D):  # conv1d too: a height-1 conv2d
         window = layer.window(shape[2], shape[3])
         return {

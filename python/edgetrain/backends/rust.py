@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import ConfigError, EdgetrainError, ShapeError
+from ..errors import ConfigError, DataError, EdgetrainError, ShapeError
 from ..executor import Executor
 from ..optimizers import Optimizer
 from ..planning.plan import MemoryPlan
@@ -43,6 +43,8 @@ def translate(error: Exception) -> EdgetrainError:
 
     if isinstance(error, _core.CoreShapeError):
         return ShapeError(str(error))
+    if isinstance(error, _core.CoreDataError):
+        return DataError(str(error))
     return ConfigError(str(error))
 
 

@@ -86,6 +86,15 @@ pub enum Error {
         /// What is wrong, in words.
         reason: String,
     },
+    /// Data values an op cannot take (an embedding id that is not a whole number in
+    /// range): the caller's data is wrong, not the program.
+    #[error("{op}: {reason}")]
+    InvalidData {
+        /// The kernel that refused (e.g. `embedding_forward`).
+        op: &'static str,
+        /// What is wrong, in words.
+        reason: String,
+    },
     /// A step of a program failed (`executor`): names the layer, its op and the step.
     #[error("layer '{layer}' ({op}) {step}: {source}")]
     Step {

@@ -97,6 +97,8 @@ pub enum Op {
     Input,
     /// `y = x W + b` over the last axis.
     FullyConnected,
+    /// Rows of the weight table picked by the (f32, whole-number) ids of the input.
+    Embedding,
     /// NCHW cross-correlation (conv1d lowers to this with height 1).
     Conv2d {
         /// `(kh, kw)`.
@@ -174,6 +176,7 @@ impl Op {
         match self {
             Op::Input => "input",
             Op::FullyConnected => "fully_connected",
+            Op::Embedding => "embedding",
             Op::Conv2d { .. } => "conv2d",
             Op::Pooling2d { .. } => "pooling2d",
             Op::Activation { .. } => "activation",

@@ -31,6 +31,12 @@ create_exception!(
 );
 create_exception!(
     _core,
+    CoreDataError,
+    CoreError,
+    "Data an op cannot take, e.g. an embedding id out of range (edgetrain's DataError)."
+);
+create_exception!(
+    _core,
     CoreConfigError,
     CoreError,
     "A program, property or argument the core refuses (edgetrain's ConfigError)."
@@ -44,6 +50,7 @@ fn to_py(error: Error) -> PyErr {
     }
     match root {
         Error::SliceLength { .. } | Error::ShapeMismatch { .. } => CoreShapeError::new_err(message),
+        Error::InvalidData { .. } => CoreDataError::new_err(message),
         _ => CoreConfigError::new_err(message),
     }
 }
@@ -236,5 +243,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CoreError", m.py().get_type::<CoreError>())?;
     m.add("CoreShapeError", m.py().get_type::<CoreShapeError>())?;
     m.add("CoreConfigError", m.py().get_type::<CoreConfigError>())?;
+    m.add("CoreDataError", m.py().get_type::<CoreDataError>())?;
     Ok(())
 }

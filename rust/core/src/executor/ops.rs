@@ -3,7 +3,8 @@
 
 use crate::error::{invalid, Result};
 use crate::kernels::{
-    activation, batch_norm, conv, dropout, fc, layer_norm, loss, merge, pool, window, InOut,
+    activation, batch_norm, conv, dropout, embedding, fc, layer_norm, loss, merge, pool, window,
+    InOut,
 };
 use crate::optim;
 use crate::program::{Layer, LossKind, Op, Optimizer, Pooling, Program, StepKind};
@@ -176,6 +177,17 @@ impl Context<'_> {
         })
     }
 
+    fn embedding_shape(&self, w: usize) -> Result<embedding::EmbeddingShape> {
+        match *self.dims(w) {
+            [in_dim, out_dim] => Ok(embedding::EmbeddingShape { in_dim, out_dim }),
+            ref other => Err(invalid(
+                "embedding",
+                "shape",
+                format!("table {other:?} must be rank 2"),
+            )),
+        }
+    }
+
     fn activation(&self) -> Result<activation::Activation> {
         let Op::Activation { kind } = &self.layer.op else {
             unreachable!()
@@ -188,6 +200,11 @@ impl Context<'_> {
         let training = self.mode.training;
         match &self.layer.op {
             Op::Input => Ok(()),
+            Op::Embedding => {
+                let (x, y, w) = (self.input()?, self.output()?, self.weight("weight")?);
+                let shape = self.embedding_shape(w)?;
+                embedding::forward(&shape, v.read(x)?, v.read(w)?, v.write(y)?)
+            }
             Op::FullyConnected => {
                 let (x, y, w) = (self.input()?, self.output()?, self.weight("weight")?);
                 let shape = self.fc_shape(x, w)?;
@@ -393,6 +410,15 @@ impl Context<'_> {
 
     fn calc_gradient(&self, v: &mut Views) -> Result<()> {
         match &self.layer.op {
+            Op::Embedding => {
+                let (x, dy, w) = (self.input()?, self.dy()?, self.weight("weight")?);
+                let shape = self.embedding_shape(w)?;
+                let dw = v.write(
+                    self.gradient("weight")
+                        .ok_or_else(|| missing("gradient", "weight"))?,
+                )?;
+                embedding::grad(&shape, v.read(x)?, v.read(dy)?, dw)
+            }
             Op::FullyConnected => {
                 let (x, dy, w) = (self.input()?, self.dy()?, self.weight("weight")?);
                 let shape = self.fc_shape(x, w)?;
@@ -481,6 +507,11 @@ impl Context<'_> {
         let b = &self.layer.binding;
         match &self.layer.op {
             Op::Input => Ok(()),
+            Op::Embedding => Err(invalid(
+                "embedding",
+                "step",
+                "has no derivative: its inputs are ids",
+            )),
             Op::FullyConnected => {
                 let (x, dy, dx, w) = (
                     self.input()?,

@@ -5,6 +5,7 @@ pub mod activation;
 pub mod batch_norm;
 pub mod conv;
 pub mod dropout;
+pub mod embedding;
 pub mod fc;
 pub mod layer_norm;
 pub mod loss;
