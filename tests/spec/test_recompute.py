@@ -464,3 +464,18 @@ def test_freezing_recompiles_with_recompute() -> None:
     assert sorted(model.program.recompute) == ["c3_bn/activation", "c4_bn/activation"]
     x = np.random.default_rng(1).normal(size=(4, *shape)).astype(np.float32)
     assert np.isfinite(model.train_step(x, np.array([0, 1, 2, 3])))
+
+
+def test_the_rust_backend_refuses_recompute_by_name() -> None:
+    """The core has no recompute step (yet): a clear refusal, never a wrong run."""
+    core = pytest.importorskip("edgetrain._core")
+    if not hasattr(core, "CoreExecutor"):
+        pytest.skip("the core extension is older than the rust backend")
+    from edgetrain.errors import ConfigError
+
+    layers, loss, _, optimizer = _vgg_like()
+    model = Model(layers, loss=loss)
+    with pytest.raises(ConfigError, match="recompute"):
+        model.compile(optimizer(), batch_size=4, recompute=True, backend="rust")
+    model.compile(optimizer(), batch_size=4, backend="rust")  # without recompute it runs
+    assert not model.program.recompute
