@@ -1,10 +1,12 @@
 """Trains the digits example a few steps and prints what the ARM smoke test compares.
 
-Run by ``tools/arm/smoke.sh`` twice: with the x86-64 development install, and inside the
-emulated arm64 Debian with the aarch64 wheel installed. Each run prints one JSON object:
-the machine, where ``edgetrain._core`` was loaded from and its version, a hash of the
-initial weights (same seed, so they must be identical bit for bit) and the loss of every
-step over fixed batches (no shuffling, so both runs see the same data in the same order).
+Run by ``tools/arm/smoke.sh`` with the x86-64 development install and inside the emulated
+arm64 Debian with the aarch64 wheel installed, once per backend: ``python`` (the numpy
+spec) and ``rust`` (the compiled core's kernels, through the wheel's extension). Each run
+prints one JSON object: the machine, where ``edgetrain._core`` was loaded from and its
+version, a hash of the initial weights (same seed, so they must be identical bit for bit)
+and the loss of every step over fixed batches (no shuffling, so every run sees the same
+data in the same order).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--example", type=Path, required=True, help="examples/train_digits.py")
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--backend", choices=("python", "rust"), default="python")
     options = parser.parse_args()
 
     # The example's own network: import build_model() from the file itself.
@@ -38,7 +41,12 @@ def main() -> None:
     x, y = load_digits()
     model = build_model()
     batch = 32
-    model.compile(Adam(learning_rate=Exponential(0.01, 0.5, 150)), batch_size=batch, seed=0)
+    model.compile(
+        Adam(learning_rate=Exponential(0.01, 0.5, 150)),
+        batch_size=batch,
+        seed=0,
+        backend=options.backend,
+    )
     digest = hashlib.sha256()
     for name, value in sorted(model.get_weights().items()):
         digest.update(name.encode())
@@ -51,6 +59,7 @@ def main() -> None:
         json.dumps(
             {
                 "machine": platform.machine(),
+                "backend": options.backend,
                 "python": platform.python_version(),
                 "numpy": np.__version__,
                 "core": _core.__file__,
