@@ -70,14 +70,15 @@ def _backward_readers(program: Program, tensor: str) -> list[int]:
 
 
 def pooling_without_argmax(program: Program) -> list[str]:
-    """Max-pooling nodes of a training program whose input and output buffers are both
-    kept into the backward pass for other steps anyway: reading them in the derivative
-    only stretches them by the few orders between their last backward use and the
-    node's derivative, while the argmax scratch is alive from the forward step to the
-    derivative."""
+    """Max-pooling nodes of a training program whose input buffer is alive at the node's
+    derivative step anyway (a later backward step reads it: no byte more) and whose
+    output buffer is kept into the backward pass anyway (read by the consumers' backward
+    steps, which run before the derivative: it is stretched over a few orders where the
+    argmax, as many elements, would be alive). The argmax scratch is alive from the
+    forward step to the derivative."""
     buffer_of, forward_end = _buffers(program)
     chosen = []
-    for step in program.steps:
+    for k, step in enumerate(program.steps):
         layer = program.node(step.node).layer
         if (
             step.kind is not StepKind.CALC_DERIVATIVE
@@ -86,7 +87,7 @@ def pooling_without_argmax(program: Program) -> list[str]:
         ):
             continue
         binding = program.bindings[step.node]
-        if all(buffer_of[t].last >= forward_end for t in (binding.inputs[0], binding.outputs[0])):
+        if buffer_of[binding.inputs[0]].last >= k and buffer_of[binding.outputs[0]].last >= forward_end:
             chosen.append(step.node)
     return chosen
 
