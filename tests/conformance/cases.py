@@ -64,6 +64,8 @@ class Case:
     noise_weights: tuple[str, ...] = ()
     #: the input holds ids in ``[0, ids)`` (an embedding's input) instead of normal data
     ids: int | None = None
+    #: compiled with ``recompute=True`` (``spec/recompute.md``)
+    recompute: bool = False
 
 
 def _model(layers: list[L.Layer], loss: str) -> Callable[[], Model]:
@@ -242,6 +244,20 @@ CASES: dict[str, Case] = {
         ),
         lambda: SGD(0.05, momentum=0.9),
         batch=2,
+    ),
+    "recompute_digits_cnn": Case(_ini("digits_cnn"), lambda: SGD(0.05, momentum=0.9), batch=4, recompute=True),
+    "recompute_layer_norm": Case(
+        _fresh(
+            lambda: [
+                L.Input(shape=(6,), name="x"),
+                L.FullyConnected(unit=6, name="fc1"),
+                L.LayerNormalization(name="ln", activation="tanh"),
+                L.FullyConnected(unit=3, name="fc2"),
+            ],
+            "mse",
+        ),
+        lambda: Adam(0.01),
+        recompute=True,
     ),
     "example_mlp": Case(_ini("mlp"), lambda: SGD(0.01, momentum=0.9), batch=2),
     "example_lenet5": Case(_ini("lenet5"), lambda: SGD(0.01, momentum=0.9), batch=2),

@@ -34,14 +34,14 @@ from ..layers.split import Split
 from ..losses import MeanSquaredError, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from ..optimizers import SGD, Adam, AdamW, Optimizer
 from ..planning.plan import MemoryPlan
-from ..program import Program
+from ..program import Binding, Program, Step
 from ..tensors import Shape
 
 #: the executors ``Model.compile(backend=...)`` accepts
 BACKENDS = ("python", "rust")
 FORMAT = "edgetrain-core-program"
 #: the step kinds the core runs
-STEP_KINDS = ("forward", "calc_gradient", "calc_derivative", "apply_gradient")
+STEP_KINDS = ("forward", "calc_gradient", "calc_derivative", "apply_gradient", "recompute")
 VERSION = 1
 
 
@@ -140,10 +140,40 @@ def lowering_refusal(program: Program) -> str | None:
             lower_op(node.layer, [program.graph.shape_of(p) for p in node.inputs])
         except ConfigError as error:
             return str(error)
-        scratch = program.bindings[node.name].scratch
-        if isinstance(node.layer, Pooling2D) and node.layer.pooling == "max" and "argmax" not in scratch:
-            return f"the rust backend needs the argmax scratch of max pooling layer '{node.name}'"
     return None
+
+
+def _lower_binding(b: Binding, index: dict[str, int]) -> dict[str, Any]:
+    return {
+        "inputs": [index[n] for n in b.inputs],
+        "outputs": [index[n] for n in b.outputs],
+        "weights": {k: index[n] for k, n in b.weights.items()},
+        "gradients": {k: index[n] for k, n in b.gradients.items()},
+        "optimizer_state": {w: {k: index[n] for k, n in s.items()} for w, s in b.optimizer_state.items()},
+        "scratch": {k: index[n] for k, n in b.scratch.items()},
+        "grad_outputs": [index[n] for n in b.grad_outputs],
+        "grad_inputs": [index[n] for n in b.grad_inputs],
+        "penalties": {k: {"l2": p.l2, "decay": p.decay} for k, p in b.penalties.items()},
+    }
+
+
+def _lower_step(
+    program: Program, step: Step, index: dict[str, int], layer_index: dict[str, int]
+) -> dict[str, Any]:
+    """One step; a backward step reading recomputed tensors carries its own binding, a
+    recompute step its source normalization and target (``spec/recompute.md``)."""
+    lowered: dict[str, Any] = {
+        "kind": step.kind.value,
+        "layer": layer_index[step.node],
+        "zero_fill": [index[n] for n in step.zero_fill],
+    }
+    binding = program.step_binding(step)
+    if binding != program.bindings[step.node]:
+        lowered["binding"] = _lower_binding(binding, index)
+    if step.kind.value == "recompute":
+        r = program.recompute[step.node]
+        lowered["recompute"] = {"source": layer_index[r.source], "output": index[r.recomputed]}
+    return lowered
 
 
 def lower_program(program: Program, plan: MemoryPlan, optimizer: Optimizer | None) -> dict[str, Any]:
@@ -162,28 +192,14 @@ def lower_program(program: Program, plan: MemoryPlan, optimizer: Optimizer | Non
         }
         for name, spec in program.tensors.items()
     ]
-    layers = []
-    for node in program.graph.nodes:
-        b = program.bindings[node.name]
-        layers.append(
-            {
-                "name": node.name,
-                "op": lower_op(node.layer, [program.graph.shape_of(p) for p in node.inputs]),
-                "binding": {
-                    "inputs": [index[n] for n in b.inputs],
-                    "outputs": [index[n] for n in b.outputs],
-                    "weights": {k: index[n] for k, n in b.weights.items()},
-                    "gradients": {k: index[n] for k, n in b.gradients.items()},
-                    "optimizer_state": {
-                        w: {k: index[n] for k, n in s.items()} for w, s in b.optimizer_state.items()
-                    },
-                    "scratch": {k: index[n] for k, n in b.scratch.items()},
-                    "grad_outputs": [index[n] for n in b.grad_outputs],
-                    "grad_inputs": [index[n] for n in b.grad_inputs],
-                    "penalties": {k: {"l2": p.l2, "decay": p.decay} for k, p in b.penalties.items()},
-                },
-            }
-        )
+    layers = [
+        {
+            "name": node.name,
+            "op": lower_op(node.layer, [program.graph.shape_of(p) for p in node.inputs]),
+            "binding": _lower_binding(program.bindings[node.name], index),
+        }
+        for node in program.graph.nodes
+    ]
     layer_index = {node.name: i for i, node in enumerate(program.graph.nodes)}
     return {
         "format": FORMAT,
@@ -192,14 +208,7 @@ def lower_program(program: Program, plan: MemoryPlan, optimizer: Optimizer | Non
         "arena_bytes": plan.arena_bytes,
         "tensors": tensors,
         "layers": layers,
-        "steps": [
-            {
-                "kind": step.kind.value,
-                "layer": layer_index[step.node],
-                "zero_fill": [index[n] for n in step.zero_fill],
-            }
-            for step in program.steps
-        ],
+        "steps": [_lower_step(program, step, index, layer_index) for step in program.steps],
         "optimizer": lower_optimizer(optimizer) if program.training else None,
         "inputs": [index[n] for n in program.inputs],
         "output": index[program.output],

@@ -251,6 +251,8 @@ pub enum StepKind {
     CalcDerivative,
     /// Optimizer update of the layer's trained weights.
     ApplyGradient,
+    /// An activation's output written again for the backward pass (`spec/recompute.md`).
+    Recompute,
 }
 
 impl StepKind {
@@ -261,6 +263,7 @@ impl StepKind {
             StepKind::CalcGradient => "calc_gradient",
             StepKind::CalcDerivative => "calc_derivative",
             StepKind::ApplyGradient => "apply_gradient",
+            StepKind::Recompute => "recompute",
         }
     }
 }
@@ -275,6 +278,22 @@ pub struct Step {
     /// Tensors set to zero before the step runs.
     #[serde(default)]
     pub zero_fill: Vec<usize>,
+    /// The step's own binding when it differs from its layer's (a backward step that
+    /// reads recomputed tensors in place of the forward ones).
+    #[serde(default)]
+    pub binding: Option<Binding>,
+    /// What a `recompute` step writes and from which normalization.
+    #[serde(default)]
+    pub recompute: Option<Recompute>,
+}
+
+/// A `recompute` step's source and target.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct Recompute {
+    /// The normalization layer (index into `layers`) whose kept scratch is used.
+    pub source: usize,
+    /// The tensor written (`<activation>:output:recomputed`).
+    pub output: usize,
 }
 
 /// The optimizer applied by `apply_gradient` steps.
@@ -413,8 +432,7 @@ impl Program {
                 ))
             }
         };
-        for layer in &self.layers {
-            let b = &layer.binding;
+        let check_binding = |name: &str, b: &Binding| -> Result<()> {
             let all = b
                 .inputs
                 .iter()
@@ -429,17 +447,20 @@ impl Program {
             {
                 index("binding", i)?;
             }
-            for w in b.gradients.keys() {
+            for w in b.gradients.keys().chain(b.penalties.keys()) {
                 if !b.weights.contains_key(w) {
                     return Err(bad(
                         "binding",
                         format!(
-                            "layer '{}' has a gradient of '{w}' but no such weight",
-                            layer.name
+                            "layer '{name}' has a gradient or penalty of '{w}' but no such weight"
                         ),
                     ));
                 }
             }
+            Ok(())
+        };
+        for layer in &self.layers {
+            check_binding(&layer.name, &layer.binding)?;
         }
         for &i in self
             .inputs
@@ -463,6 +484,31 @@ impl Program {
             })?;
             for &i in &step.zero_fill {
                 index("zero_fill", i)?;
+            }
+            if let Some(b) = &step.binding {
+                check_binding(&layer.name, b)?;
+            }
+            if step.kind == StepKind::Recompute {
+                let r = step.recompute.ok_or_else(|| {
+                    bad(
+                        "step",
+                        format!("recompute step {order} says nothing to recompute"),
+                    )
+                })?;
+                index("recompute", r.output)?;
+                let source = self.layers.get(r.source).map(|l| &l.op);
+                let normalizes = matches!(
+                    source,
+                    Some(Op::BatchNormalization { .. } | Op::LayerNormalization { .. })
+                );
+                if !normalizes || !matches!(layer.op, Op::Activation { .. }) {
+                    return Err(bad(
+                        "step",
+                        format!(
+                            "recompute step {order}: an activation recomputes from a normalization"
+                        ),
+                    ));
+                }
             }
             if step.kind == StepKind::ApplyGradient && self.optimizer.is_none() {
                 return Err(bad(

@@ -233,11 +233,17 @@ impl State {
         let context = ops::Context {
             program: &self.program,
             layer,
+            binding: step.binding.as_ref().unwrap_or(&layer.binding),
             mode,
             threads: self.threads,
         };
         context
-            .run(step.kind, &mut self.memory, &mut self.rng)
+            .run(
+                step.kind,
+                step.recompute.as_ref(),
+                &mut self.memory,
+                &mut self.rng,
+            )
             .map_err(wrap)
     }
 
@@ -254,7 +260,13 @@ impl State {
         for layer in &self.program.layers {
             for (weight, penalty) in &layer.binding.penalties {
                 if penalty.l2 != 0.0 {
-                    let index = layer.binding.weights[weight];
+                    let index = *layer.binding.weights.get(weight).ok_or_else(|| {
+                        invalid(
+                            "executor",
+                            "penalties",
+                            format!("layer '{}' has no weight '{weight}'", layer.name),
+                        )
+                    })?;
                     let values = self.memory.read_scalars::<f32>(index)?;
                     let sum: f64 = values.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
                     total += 0.5 * penalty.l2 * sum;

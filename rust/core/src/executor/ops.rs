@@ -7,7 +7,9 @@ use crate::kernels::{
     InOut,
 };
 use crate::optim;
-use crate::program::{Layer, LossKind, Op, Optimizer, Pooling, Program, StepKind};
+use crate::program::{
+    Binding, Layer, LossKind, Op, Optimizer, Pooling, Program, Recompute, StepKind,
+};
 
 use super::memory::{Memory, Views};
 use super::{Mode, Rng};
@@ -16,6 +18,9 @@ use super::{Mode, Rng};
 pub(super) struct Context<'p> {
     pub program: &'p Program,
     pub layer: &'p Layer,
+    /// The layer's binding, or the step's own (a backward step reading recomputed
+    /// tensors).
+    pub binding: &'p Binding,
     pub mode: Mode,
     pub threads: usize,
 }
@@ -34,19 +39,19 @@ impl Context<'_> {
     }
 
     fn input(&self) -> Result<usize> {
-        self.one(&self.layer.binding.inputs, "input")
+        self.one(&self.binding.inputs, "input")
     }
 
     fn output(&self) -> Result<usize> {
-        self.one(&self.layer.binding.outputs, "output")
+        self.one(&self.binding.outputs, "output")
     }
 
     fn dy(&self) -> Result<usize> {
-        self.one(&self.layer.binding.grad_outputs, "grad_output")
+        self.one(&self.binding.grad_outputs, "grad_output")
     }
 
     fn dx(&self) -> Result<usize> {
-        self.one(&self.layer.binding.grad_inputs, "grad_input")
+        self.one(&self.binding.grad_inputs, "grad_input")
     }
 
     fn weight(&self, name: &str) -> Result<usize> {
@@ -59,7 +64,7 @@ impl Context<'_> {
     }
 
     fn gradient(&self, name: &str) -> Option<usize> {
-        self.layer.binding.gradients.get(name).copied()
+        self.binding.gradients.get(name).copied()
     }
 
     fn scratch(&self, name: &str) -> Result<usize> {
@@ -75,15 +80,106 @@ impl Context<'_> {
         self.program.label.ok_or_else(|| missing("tensor", "label"))
     }
 
-    /// Runs step `kind` of the layer.
-    pub fn run(&self, kind: StepKind, memory: &mut Memory, rng: &mut Rng) -> Result<()> {
+    /// Runs step `kind` of the layer (`recompute` with the step's recomputation).
+    pub fn run(
+        &self,
+        kind: StepKind,
+        recompute: Option<&Recompute>,
+        memory: &mut Memory,
+        rng: &mut Rng,
+    ) -> Result<()> {
         let mut v = memory.views();
         match kind {
             StepKind::Forward => self.forward(&mut v, rng),
             StepKind::CalcGradient => self.calc_gradient(&mut v),
             StepKind::CalcDerivative => self.calc_derivative(&mut v),
             StepKind::ApplyGradient => self.apply_gradient(&mut v),
+            StepKind::Recompute => {
+                let r = recompute.ok_or_else(|| missing("recomputation", "of the step"))?;
+                self.recompute(&mut v, &self.program.layers[r.source], r.output)
+            }
         }
+    }
+
+    /// `spec/recompute.md`: the normalization `source` writes its training output again
+    /// into `output` from its kept `normalized` scratch, `gamma` and `beta` (the
+    /// expression of its forward kernel, so the same bits), then this activation runs
+    /// over it in place.
+    fn recompute(&self, v: &mut Views, source: &Layer, output: usize) -> Result<()> {
+        let scratch = |name: &str| {
+            source
+                .binding
+                .scratch
+                .get(name)
+                .copied()
+                .ok_or_else(|| missing("scratch", name))
+        };
+        let weight = |name: &str| {
+            source
+                .binding
+                .weights
+                .get(name)
+                .copied()
+                .ok_or_else(|| missing("weight", name))
+        };
+        let dims = self.dims(output).to_vec();
+        let normalized = v.read::<f32>(scratch("normalized")?)?;
+        let (gamma, beta) = (
+            v.read::<f32>(weight("gamma")?)?,
+            v.read::<f32>(weight("beta")?)?,
+        );
+        let out = v.write::<f32>(output)?;
+        if out.len() != normalized.len() {
+            return Err(invalid(
+                "recompute",
+                "shape",
+                format!("output {dims:?} vs normalized of {}", normalized.len()),
+            ));
+        }
+        let param: Box<dyn Fn(usize) -> usize> = match &source.op {
+            Op::BatchNormalization { axis, .. } => {
+                let inner: usize = dims.get(axis + 1..).map_or(1, |d| d.iter().product());
+                let channels = *dims.get(*axis).unwrap_or(&1);
+                Box::new(move |i| (i / inner.max(1)) % channels.max(1))
+            }
+            Op::LayerNormalization { axes, .. } => {
+                let strides: Vec<usize> = (0..dims.len())
+                    .map(|a| dims[a + 1..].iter().product())
+                    .collect();
+                let picks: Vec<(usize, usize, usize)> = axes
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &a)| {
+                        (
+                            strides[a],
+                            dims[a],
+                            axes[k + 1..].iter().map(|&b| dims[b]).product(),
+                        )
+                    })
+                    .collect();
+                Box::new(move |i| picks.iter().map(|&(s, d, p)| (i / s) % d * p).sum())
+            }
+            other => {
+                return Err(invalid(
+                    "recompute",
+                    "source",
+                    format!("{} cannot be recomputed from", other.name()),
+                ))
+            }
+        };
+        for (i, y) in out.iter_mut().enumerate() {
+            let p = param(i);
+            let (g, b) = (gamma.get(p), beta.get(p));
+            let (Some(&g), Some(&b)) = (g, b) else {
+                return Err(invalid(
+                    "recompute",
+                    "shape",
+                    format!("gamma/beta of {} too short", gamma.len()),
+                ));
+            };
+            *y = normalized[i] * g + b;
+        }
+        activation::forward(self.activation()?, &dims, InOut::InPlace(out))
     }
 
     /// `y = x` unless the plan put both on the same bytes.
@@ -196,7 +292,7 @@ impl Context<'_> {
     }
 
     fn forward(&self, v: &mut Views, rng: &mut Rng) -> Result<()> {
-        let b = &self.layer.binding;
+        let b = &self.binding;
         let training = self.mode.training;
         match &self.layer.op {
             Op::Input => Ok(()),
@@ -246,12 +342,16 @@ impl Context<'_> {
                 let (x, y) = (self.input()?, self.output()?);
                 let (shape, dims) = self.pool_shape(x)?;
                 match pooling {
-                    Pooling::Max => pool::max_forward(
-                        &shape,
-                        v.read(x)?,
-                        v.write(y)?,
-                        v.write(self.scratch("argmax")?)?,
-                    ),
+                    Pooling::Max => match self.binding.scratch.get("argmax") {
+                        Some(&argmax) => {
+                            pool::max_forward(&shape, v.read(x)?, v.write(y)?, v.write(argmax)?)
+                        }
+                        None => {
+                            // no argmax kept (`recompute`): the backward finds it again
+                            let mut unused = vec![0i32; y_len(self.dims(y))];
+                            pool::max_forward(&shape, v.read(x)?, v.write(y)?, &mut unused)
+                        }
+                    },
                     Pooling::Average => pool::average_forward(&shape, v.read(x)?, v.write(y)?),
                     Pooling::GlobalMax => pool::global_max_forward(
                         dims,
@@ -504,7 +604,7 @@ impl Context<'_> {
     }
 
     fn calc_derivative(&self, v: &mut Views) -> Result<()> {
-        let b = &self.layer.binding;
+        let b = &self.binding;
         match &self.layer.op {
             Op::Input => Ok(()),
             Op::Embedding => Err(invalid(
@@ -547,12 +647,17 @@ impl Context<'_> {
                 let (dy, dx) = (self.dy()?, self.dx()?);
                 let (shape, dims) = self.pool_shape(dx)?;
                 match pooling {
-                    Pooling::Max => pool::max_backward(
-                        &shape,
-                        v.read(dy)?,
-                        v.read(self.scratch("argmax")?)?,
-                        v.write(dx)?,
-                    ),
+                    Pooling::Max => match self.binding.scratch.get("argmax") {
+                        Some(&argmax) => {
+                            pool::max_backward(&shape, v.read(dy)?, v.read(argmax)?, v.write(dx)?)
+                        }
+                        None => {
+                            let (x, y) = (self.input()?, self.output()?);
+                            let mut argmax = vec![0i32; y_len(self.dims(y))];
+                            max_positions(&shape, v.read(x)?, v.read(y)?, &mut argmax)?;
+                            pool::max_backward(&shape, v.read(dy)?, &argmax, v.write(dx)?)
+                        }
+                    },
                     Pooling::Average => pool::average_backward(&shape, v.read(dy)?, v.write(dx)?),
                     Pooling::GlobalMax => pool::global_max_backward(
                         dims,
@@ -680,7 +785,7 @@ impl Context<'_> {
     }
 
     fn apply_gradient(&self, v: &mut Views) -> Result<()> {
-        let b = &self.layer.binding;
+        let b = &self.binding;
         let optimizer = self
             .program
             .optimizer
@@ -744,4 +849,57 @@ impl Context<'_> {
         }
         Ok(())
     }
+}
+
+fn y_len(dims: &[usize]) -> usize {
+    dims.iter().product()
+}
+
+/// The argmax `pool::max_forward` writes, found again from the input and the output
+/// (max pooling compiled without its argmax scratch, `spec/recompute.md`): per window,
+/// the first real tap in row-major order whose value equals the output.
+fn max_positions(
+    shape: &pool::Pool2dShape,
+    x: &[f32],
+    y: &[f32],
+    argmax: &mut [i32],
+) -> Result<()> {
+    let w = &shape.window;
+    let [oh, ow] = w.output("max_pool2d_positions")?;
+    let [height, width] = w.input;
+    let maps = shape.batch * shape.channels;
+    if x.len() != maps * height * width || y.len() != maps * oh * ow || argmax.len() != y.len() {
+        return Err(invalid(
+            "max_pool2d_positions",
+            "shape",
+            "input, output and argmax sizes differ from the pooling",
+        ));
+    }
+    for m in 0..maps {
+        let map = &x[m * height * width..(m + 1) * height * width];
+        for (o, (&target, position)) in y[m * oh * ow..(m + 1) * oh * ow]
+            .iter()
+            .zip(&mut argmax[m * oh * ow..(m + 1) * oh * ow])
+            .enumerate()
+        {
+            let (r0, c0) = ((o / ow) * w.stride[0], (o % ow) * w.stride[1]);
+            let taps =
+                (0..w.kernel[0]).flat_map(|i| (0..w.kernel[1]).map(move |j| (r0 + i, c0 + j)));
+            let real = taps.filter_map(|(r, c)| {
+                let h = r.checked_sub(w.padding.top).filter(|&h| h < height)?;
+                let v = c.checked_sub(w.padding.left).filter(|&v| v < width)?;
+                Some(h * width + v)
+            });
+            let mut first = None;
+            for cell in real {
+                first.get_or_insert(cell);
+                if map[cell] == target {
+                    first = Some(cell);
+                    break;
+                }
+            }
+            *position = first.unwrap_or(0) as i32;
+        }
+    }
+    Ok(())
 }
