@@ -66,3 +66,19 @@ def test_freeze_recompiles_on_the_rust_backend_keeping_weights(tmp_path: Path) -
     spec, core = other.evaluate(x[:100], y[:100]), model.evaluate(x[:100], y[:100])
     assert spec["accuracy"] == core["accuracy"]
     assert spec["loss"] == pytest.approx(core["loss"], rel=1e-5)
+
+
+def test_thread_counts_agree() -> None:
+    """The GEMMs split across the pool; the result must not depend on how many threads."""
+    x, y = load_digits()
+    weights = []
+    for threads in (1, 2):
+        model = Model.from_ini(EXAMPLE)
+        assert model.description is not None
+        model.compile(model.description.optimizer, 32, backend="rust", threads=threads)
+        assert isinstance(model._train, RustExecutor) and model._train.threads == threads
+        for start in range(0, 96, 32):
+            model.train_step(x[start : start + 32], y[start : start + 32])
+        weights.append(model.get_weights())
+    for key, want in weights[0].items():
+        np.testing.assert_allclose(weights[1][key], want, rtol=1e-5, atol=1e-7, err_msg=key)
