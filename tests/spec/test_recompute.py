@@ -466,16 +466,20 @@ def test_freezing_recompiles_with_recompute() -> None:
     assert np.isfinite(model.train_step(x, np.array([0, 1, 2, 3])))
 
 
-def test_the_rust_backend_refuses_recompute_by_name() -> None:
-    """The core has no recompute step (yet): a clear refusal, never a wrong run."""
+def test_the_rust_backend_runs_recompute_like_the_spec() -> None:
+    """The core runs recompute steps (``spec/core-program.md``), max pooling without its
+    argmax included: the same losses as the numpy executor, within its tolerance."""
     core = pytest.importorskip("edgetrain._core")
     if not hasattr(core, "CoreExecutor"):
         pytest.skip("the core extension is older than the rust backend")
-    from edgetrain.errors import ConfigError
-
-    layers, loss, _, optimizer = _vgg_like()
-    model = Model(layers, loss=loss)
-    with pytest.raises(ConfigError, match="recompute"):
-        model.compile(optimizer(), batch_size=4, recompute=True, backend="rust")
-    model.compile(optimizer(), batch_size=4, backend="rust")  # without recompute it runs
-    assert not model.program.recompute
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 5, size=4)
+    losses = {}
+    for backend in ("python", "rust"):
+        layers, loss, _, optimizer = _vgg_like()
+        model = Model(layers, loss=loss)
+        model.compile(optimizer(), batch_size=4, recompute=True, backend=backend, threads=1)
+        assert model.program.recompute
+        losses[backend] = [model.train_step(x, y) for _ in range(3)]
+    np.testing.assert_allclose(losses["rust"], losses["python"], rtol=1e-4)
