@@ -65,6 +65,7 @@ def run(workloads: list[Workload], args: argparse.Namespace) -> dict[str, Any]:
                     "step_time_s": seconds,
                 }
             )
-        ratio = times["python"] / times["rust"] if {"python", "rust"} <= times.keys() else float("nan")
-        print(f"{workload.name:<16}" + "".join(f"{t:>16.4f}" for t in times.values()) + f"{ratio:>9.1f}x")
+        both = {"python", "rust"} <= times.keys()
+        ratio = f"{times['python'] / times['rust']:>9.1f}x" if both else f"{'-':>10}"
+        print(f"{workload.name:<16}" + "".join(f"{t:>16.4f}" for t in times.values()) + ratio)
     return {"rows": rows}
