@@ -2,7 +2,10 @@
 
 Every error edgetrain raises on purpose derives from :class:`EdgetrainError`; a user can
 catch that one class. Each subclass also derives from the builtin it refines
-(``ValueError``, ``OSError``) so generic handlers keep working.
+(``ValueError``, ``OSError``) so generic handlers keep working. The compiled core's
+exceptions (``_core.CoreShapeError``, ``CoreDataError``, ``CoreConfigError``) reach users
+as :class:`ShapeError`, :class:`DataError` and :class:`ConfigError`
+(``backends/rust.py``; this module never imports the core).
 """
 
 from __future__ import annotations
