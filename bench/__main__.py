@@ -3,6 +3,8 @@ of them when no NAME is given (what ``make bench`` does).
 
 A benchmark is a module with ``add_arguments(parser)`` and ``run(workloads, args) -> data``
 (it prints its own table and returns JSON-ready data), registered in ``BENCHMARKS``.
+``speed``'s data is the list of rows the product issue asks for (``workload``,
+``framework``, ``batch``, ``threads``, ``step_time_s``, ``peak_memory_growth_bytes``).
 ``--json`` writes that data; with no NAME it writes ``{name: data}`` for every benchmark.
 """
 
@@ -18,7 +20,7 @@ from typing import Any
 
 from edgetrain.errors import EdgetrainError
 
-from . import backends, planner
+from . import backends, planner, speed
 from .workloads import WORKLOADS, Workload, select
 
 
@@ -29,7 +31,7 @@ class Benchmark:
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[list[Workload], argparse.Namespace], dict[str, Any]]
+    run: Callable[[list[Workload], argparse.Namespace], Any]
 
 
 #: every benchmark, in the order ``python -m bench`` runs them
@@ -45,6 +47,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         "training-step time of the python and rust backends",
         backends.add_arguments,
         backends.run,
+    ),
+    "speed": Benchmark(
+        "speed",
+        "step time and peak-memory growth against PyTorch, each run in its own process",
+        speed.add_arguments,
+        speed.run,
     ),
 }
 
@@ -77,12 +85,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _arguments(
+    parser: argparse.ArgumentParser, bench: Benchmark, args: argparse.Namespace
+) -> argparse.Namespace:
+    """``args`` for ``bench``: as given when it was named, else its own defaults (a
+    benchmark's options are parsed only when it is named) with the shared options."""
+    if args.benchmark:
+        return args
+    own = parser.parse_args([bench.name])
+    own.json, own.workloads = args.json, args.workloads
+    return own
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     chosen = [BENCHMARKS[args.benchmark]] if args.benchmark else list(BENCHMARKS.values())
     try:
         workloads = select(args.workloads)
-        data = {bench.name: bench.run(workloads, args) for bench in chosen}
+        data = {bench.name: bench.run(workloads, _arguments(parser, bench, args)) for bench in chosen}
         if args.json is not None:
             out = data[args.benchmark] if args.benchmark else data
             args.json.write_text(json.dumps(out, indent=1) + "\n")
