@@ -98,6 +98,7 @@ fn tanh_gelu_inner(x: f32) -> f32 {
     SQRT_2_OVER_PI * (x + GELU_CUBIC * (x * x * x))
 }
 
+#[inline(always)]
 fn forward_element(kind: Activation, x: f32) -> f32 {
     match kind {
         Activation::Relu => {
@@ -124,6 +125,7 @@ fn forward_element(kind: Activation, x: f32) -> f32 {
 }
 
 /// `dx` from `dy` and `a`, the output or the input as [`Activation::backward_reads_output`] says.
+#[inline(always)]
 fn backward_element(kind: Activation, dy: f32, a: f32) -> f32 {
     match kind {
         Activation::Relu => dy * if a > 0.0 { 1.0 } else { 0.0 },
@@ -153,6 +155,40 @@ fn backward_element(kind: Activation, dy: f32, a: f32) -> f32 {
     }
 }
 
+/// `y = f(x)` element by element, one loop per kind: with the `match` outside the loop
+/// each loop is specialised to one element function, so the simple ones (relu, leaky
+/// relu) vectorise (NEON on aarch64, `docs/arm.md`) in every build, not only when the
+/// optimizer happens to unswitch a loop around the `match`.
+fn map_elements(kind: Activation, io: InOut) {
+    use Activation::*;
+    match kind {
+        Relu => io.map(|x| forward_element(Relu, x)),
+        LeakyRelu => io.map(|x| forward_element(LeakyRelu, x)),
+        Sigmoid => io.map(|x| forward_element(Sigmoid, x)),
+        Tanh => io.map(|x| forward_element(Tanh, x)),
+        Gelu => io.map(|x| forward_element(Gelu, x)),
+        TanhGelu => io.map(|x| forward_element(TanhGelu, x)),
+        Swish => io.map(|x| forward_element(Swish, x)),
+        Softmax => unreachable!("softmax works on rows"),
+    }
+}
+
+/// `dx = f'(dy, a)` element by element, one loop per kind (see [`map_elements`]): relu,
+/// leaky relu, sigmoid and tanh vectorise.
+fn zip_map_elements(kind: Activation, source: &[f32], grad: InOut) {
+    use Activation::*;
+    match kind {
+        Relu => grad.zip_map(source, |dy, a| backward_element(Relu, dy, a)),
+        LeakyRelu => grad.zip_map(source, |dy, a| backward_element(LeakyRelu, dy, a)),
+        Sigmoid => grad.zip_map(source, |dy, a| backward_element(Sigmoid, dy, a)),
+        Tanh => grad.zip_map(source, |dy, a| backward_element(Tanh, dy, a)),
+        Gelu => grad.zip_map(source, |dy, a| backward_element(Gelu, dy, a)),
+        TanhGelu => grad.zip_map(source, |dy, a| backward_element(TanhGelu, dy, a)),
+        Swish => grad.zip_map(source, |dy, a| backward_element(Swish, dy, a)),
+        Softmax => unreachable!("softmax works on rows"),
+    }
+}
+
 /// The length of the last axis, which softmax normalises over.
 fn last_axis(op: &'static str, dims: &[usize]) -> Result<usize> {
     match dims.last() {
@@ -171,7 +207,7 @@ pub fn forward(kind: Activation, dims: &[usize], io: InOut) -> Result<()> {
     elements(OP, dims)?;
     io.check(OP, dims)?;
     if kind != Activation::Softmax {
-        io.map(|x| forward_element(kind, x));
+        map_elements(kind, io);
         return Ok(());
     }
     let classes = last_axis(OP, dims)?;
@@ -192,7 +228,7 @@ pub fn backward(kind: Activation, dims: &[usize], source: &[f32], grad: InOut) -
     grad.check(OP, dims)?;
     check_len(OP, "source", dims, source.len())?;
     if kind != Activation::Softmax {
-        grad.zip_map(source, |dy, a| backward_element(kind, dy, a));
+        zip_map_elements(kind, source, grad);
         return Ok(());
     }
     let classes = last_axis(OP, dims)?;

@@ -3,9 +3,10 @@
 //! never reads the input and both directions may run in place (y over x, dx over dy).
 //!
 //! Reductions accumulate in f64 one channel at a time, so no per-channel temporaries
-//! are needed; results differ from numpy's float32 pairwise sums by rounding only.
+//! are needed; results differ from numpy's float32 pairwise sums by rounding only. The
+//! sums themselves are `reduce`'s (NEON on aarch64, `docs/arm.md`).
 
-use super::{elements, InOut};
+use super::{elements, reduce, InOut};
 use crate::error::{check_len, invalid, Result};
 
 /// A tensor of shape `dims` normalised per entry of one axis, seen as
@@ -128,18 +129,16 @@ pub fn train_forward(
     let count = (b.outer * b.inner) as f64;
     let x = io.input();
     for c in 0..b.channels {
-        let sum: f64 = b
+        let sum = b
             .channel_ranges(c)
-            .flat_map(|r| &x[r])
-            .map(|&v| f64::from(v))
-            .sum();
+            .fold(0f64, |acc, r| reduce::add_sum(acc, &x[r]));
         let mean = (sum / count) as f32;
         let mut square_sum = 0f64;
         for r in b.channel_ranges(c) {
-            for (h, &v) in normalized[r.clone()].iter_mut().zip(&x[r]) {
+            for (h, &v) in normalized[r.clone()].iter_mut().zip(&x[r.clone()]) {
                 *h = v - mean;
-                square_sum += f64::from(*h) * f64::from(*h);
             }
+            square_sum = reduce::add_sum_of_squares(square_sum, &normalized[r]);
         }
         let variance = (square_sum / count) as f32;
         let keep = params.momentum;
@@ -215,13 +214,9 @@ pub fn grad(
         &[("d_gamma", d_gamma.len()), ("d_beta", d_beta.len())],
     )?;
     for c in 0..b.channels {
-        let (mut sum, mut weighted) = (0f64, 0f64);
-        for r in b.channel_ranges(c) {
-            for (&g, &h) in dy[r.clone()].iter().zip(&normalized[r]) {
-                sum += f64::from(g);
-                weighted += f64::from(g) * f64::from(h);
-            }
-        }
+        let (sum, weighted) = b.channel_ranges(c).fold((0f64, 0f64), |acc, r| {
+            reduce::add_sum_and_dot(acc, &dy[r.clone()], &normalized[r])
+        });
         d_beta[c] = sum as f32;
         d_gamma[c] = weighted as f32;
     }
@@ -249,13 +244,9 @@ pub fn backward(
     let count = (b.outer * b.inner) as f64;
     let dx = grad.into_output();
     for c in 0..b.channels {
-        let (mut sum, mut weighted) = (0f64, 0f64);
-        for r in b.channel_ranges(c) {
-            for (&g, &h) in dx[r.clone()].iter().zip(&normalized[r]) {
-                sum += f64::from(g);
-                weighted += f64::from(g) * f64::from(h);
-            }
-        }
+        let (sum, weighted) = b.channel_ranges(c).fold((0f64, 0f64), |acc, r| {
+            reduce::add_sum_and_dot(acc, &dx[r.clone()], &normalized[r])
+        });
         let (mean_dy, mean_dy_x_hat) = ((sum / count) as f32, (weighted / count) as f32);
         let scale = gamma[c] * inv_std[c];
         for r in b.channel_ranges(c) {

@@ -11,6 +11,7 @@ pub mod layer_norm;
 pub mod loss;
 pub mod merge;
 pub mod pool;
+mod reduce;
 pub mod window;
 
 use crate::error::{check_len, Dims, Result};
