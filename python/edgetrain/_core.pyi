@@ -1,5 +1,7 @@
 """Type stub of the compiled core (rust/py), checked by ``mypy.stubtest`` in ``make test``."""
 
+import os
+from pathlib import Path
 from typing import Any, final
 
 import numpy as np
@@ -11,6 +13,7 @@ __all__ = [
     "CoreError",
     "CoreExecutor",
     "CoreShapeError",
+    "CoreSwapError",
     "__version__",
     "version",
 ]
@@ -29,6 +32,9 @@ class CoreShapeError(CoreError):
 class CoreDataError(CoreError):
     """Data an op cannot take, e.g. an embedding id out of range (edgetrain's DataError)."""
 
+class CoreSwapError(CoreError):
+    """The swap file could not be made or used (edgetrain's SwapError)."""
+
 class CoreConfigError(CoreError):
     """A program, property or argument the core refuses (edgetrain's ConfigError)."""
 
@@ -36,7 +42,9 @@ class CoreConfigError(CoreError):
 class CoreExecutor:
     """A lowered program running in the arena it owns."""
 
-    def __new__(cls, description: str, threads: int, seed: int = 0) -> CoreExecutor: ...
+    def __new__(
+        cls, description: str, threads: int, seed: int = 0, swap_dir: str | os.PathLike[str] | None = None
+    ) -> CoreExecutor: ...
     def bind_external(self, name: str, array: NDArray[np.float32]) -> None: ...
     def tensor(self, name: str) -> NDArray[Any]: ...
     def arena(self) -> NDArray[np.uint8]: ...
@@ -45,6 +53,12 @@ class CoreExecutor:
     def run_step(
         self, order: int, *, training: bool, label: bool, lr: float = 0.0, update: int = 0
     ) -> None: ...
+    def begin_iteration(self) -> None: ...
+    def close_swap(self) -> None: ...
+    def swap_schedule(self) -> str | None: ...
+    @property
+    def swap_path(self) -> Path | None: ...
+    def swap_traffic(self) -> tuple[int, int, int, int, int, int, float] | None: ...
     def loss(self) -> float: ...
     def regularization_loss(self) -> float: ...
     @property

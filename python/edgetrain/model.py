@@ -35,6 +35,7 @@ from .tensors import TensorKind, format_shape
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .backends.rust import RustExecutor
     from .swapping import SwapFile, SwapTraffic
 
     from .ini import ModelDescription
@@ -242,7 +243,7 @@ class Model:
                 self._inference[self.batch_size] = self._executor(program, owns_weights=True)
         except BaseException:
             if swapping is not None:
-                swapping[1].close()
+                _close_swapping(swapping[1])
             raise
         self._closed = False
         for store in old_stores:
@@ -257,10 +258,11 @@ class Model:
         swap: bool,
         lookahead: int | None,
         swap_dir: str | os.PathLike[str] | None,
-    ) -> tuple[SwapSchedule, SwapFile] | None:
+    ) -> tuple[SwapSchedule, SwapFile | RustExecutor] | None:
         """The swap schedule and its swap file, made before anything about the model
         changes (a budget that cannot fit or a swap directory that fails leaves the
-        weights as they were); None when nothing is swapped."""
+        weights as they were); None when nothing is swapped. With the rust backend the
+        core makes the file: its executor is made here, the weights copied in later."""
         from .planning.budget import choose_swap, parse_budget
         from .planning.swap import plan_swap
         from .swapping import SwapFile
@@ -292,6 +294,19 @@ class Model:
             from .planning.swap_check import check_swap
 
             check_swap(program, schedule)
+        if self.backend == "rust":
+            from .backends.rust import RustExecutor
+
+            executor = RustExecutor(
+                program,
+                schedule.plan,
+                self.optimizer,
+                threads=self.threads,
+                seed=self.seed + 1,
+                schedule=schedule,
+                swap_dir=swap_dir,
+            )
+            return schedule, executor
         return schedule, SwapFile(swap_dir, schedule.swap_file_bytes)
 
     def _init_weights(self, program: Program) -> None:
@@ -313,7 +328,7 @@ class Model:
         program: Program,
         *,
         owns_weights: bool = False,
-        swapping: tuple[SwapSchedule, SwapFile] | None = None,
+        swapping: tuple[SwapSchedule, SwapFile | RustExecutor] | None = None,
     ) -> Executor:
         """An executor over a heap store, or over an arena when a planner is set. The
         compiled program's arena holds the weights (``_weights`` become views into it);
@@ -321,12 +336,14 @@ class Model:
         ``swapping`` the store is a swapping store: swapped weights live in their swap
         file slot between iterations, and ``_weights`` are views there."""
         if self.backend == "rust":
-            return self._rust_executor(program, owns_weights=owns_weights)
+            return self._rust_executor(program, owns_weights=owns_weights, swapping=swapping)
         store: TensorStore
         if swapping is not None:
-            from .swapping import SwapStore
+            from .swapping import SwapFile, SwapStore
 
-            swap_store = SwapStore(program.tensors, *swapping, poison=self.debug_poison)
+            schedule, swap_file = swapping
+            assert isinstance(swap_file, SwapFile)
+            swap_store = SwapStore(program.tensors, schedule, swap_file, poison=self.debug_poison)
             for name, values in self._weights.items():
                 np.copyto(swap_store[name], values)
                 self._weights[name] = swap_store[name]
@@ -366,14 +383,16 @@ class Model:
             return
         if self.dtype != np.dtype(np.float32):
             raise ConfigError(f"the rust backend runs float32 models, got dtype {self.dtype}", key="dtype")
-        if memory_budget is not None or swap:
-            raise ConfigError(
-                "swapping (memory_budget / swap) runs on the python backend only for now", key="backend"
-            )
         if debug_poison:
             raise ConfigError("debug_poison is a python-backend tool (the rust arena is not poisoned)")
 
-    def _rust_executor(self, program: Program, *, owns_weights: bool) -> Executor:
+    def _rust_executor(
+        self,
+        program: Program,
+        *,
+        owns_weights: bool,
+        swapping: tuple[SwapSchedule, SwapFile | RustExecutor] | None = None,
+    ) -> Executor:
         """The program in the Rust core's arena. The compiled program owns the weights
         (``_weights`` become numpy views into its arena); other programs (inference at
         other batch sizes) bind those same arrays as external tensors, so predict, the
@@ -381,15 +400,19 @@ class Model:
         from .backends.rust import RustExecutor
 
         external = () if owns_weights else list(self._weights)
-        plan = plan_memory(program, self.planner or "naive", external=external)
-        executor = RustExecutor(
-            program,
-            plan,
-            self.optimizer,
-            threads=self.threads,
-            seed=self.seed + 1,
-            shared=None if owns_weights else self._weights,
-        )
+        if swapping is not None:  # made by _swap_setup, with its swap file
+            executor = swapping[1]
+            assert isinstance(executor, RustExecutor)
+        else:
+            plan = plan_memory(program, self.planner or "naive", external=external)
+            executor = RustExecutor(
+                program,
+                plan,
+                self.optimizer,
+                threads=self.threads,
+                seed=self.seed + 1,
+                shared=None if owns_weights else self._weights,
+            )
         if owns_weights:
             for name, values in self._weights.items():
                 np.copyto(executor.store[name], values)
@@ -437,16 +460,23 @@ class Model:
     def swap_schedule(self) -> SwapSchedule | None:
         """The swap schedule training runs (None without swapping): what is swapped,
         when it moves, the resident arena and the swap file (``spec/swapping.md``)."""
+        from .backends.rust import RustExecutor
         from .swapping import SwapStore
 
+        if isinstance(self._train, RustExecutor):
+            return self._train.schedule
         store = self._train.store if self._train is not None else None
         return store.schedule if isinstance(store, SwapStore) else None
 
     @property
     def swap_traffic(self) -> SwapTraffic | None:
-        """Bytes written to and read from the swap file, per iteration and in total."""
+        """Bytes written to and read from the swap file, per iteration and in total (and,
+        on the rust backend, the waits for read-ins and the time waited)."""
+        from .backends.rust import RustExecutor
         from .swapping import SwapStore
 
+        if isinstance(self._train, RustExecutor):
+            return self._train.traffic if self._train.schedule is not None else None
         store = self._train.store if self._train is not None else None
         return store.traffic if isinstance(store, SwapStore) else None
 
@@ -454,14 +484,19 @@ class Model:
         """Delete the swap file (if training swaps). The weights are copied into memory
         first, so get_weights, save and predict keep working; training needs compile()
         again. Idempotent; also done by ``with model:`` and at interpreter exit."""
+        from .backends.rust import RustExecutor
         from .swapping import SwapStore
 
         store = self._train.store if self._train is not None else None
-        if not isinstance(store, SwapStore) or self._closed:
+        rust_swap = isinstance(self._train, RustExecutor) and self._train.schedule is not None
+        if not (isinstance(store, SwapStore) or rust_swap) or self._closed:
             return
         self._weights = {name: np.array(values) for name, values in self._weights.items()}
         self._inference = {}
-        store.close()
+        if isinstance(store, SwapStore):
+            store.close()
+        elif isinstance(self._train, RustExecutor):
+            self._train.close_swap()
         self._closed = True
 
     def __enter__(self) -> Model:
@@ -812,6 +847,16 @@ class Model:
                 "(see freeze())"
             )
         return "\n".join(lines)
+
+
+def _close_swapping(owner: SwapFile | RustExecutor) -> None:
+    """Delete the swap file of a compile that failed after making it."""
+    from .swapping import SwapFile
+
+    if isinstance(owner, SwapFile):
+        owner.close()
+    else:
+        owner.close_swap()
 
 
 def _count_correct(outputs: Array, labels: Array) -> int:

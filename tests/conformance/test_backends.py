@@ -190,7 +190,7 @@ def test_unsupported_settings_are_refused_by_name() -> None:
         ({"dtype": np.float64}, "float32"),
         ({"threads": 0}, "threads"),
         ({"backend": "cuda"}, "backend must be one of"),
-        ({"swap": True}, "swapping"),
+        ({"swap": True, "planner": None}, "swapping needs a planner"),
         ({"debug_poison": True}, "debug_poison"),
     ):
         settings: dict[str, Any] = {"backend": "rust", **kwargs}

@@ -33,7 +33,9 @@ from ..layers.reshape import Flatten, Reshape
 from ..layers.split import Split
 from ..losses import MeanSquaredError, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from ..optimizers import SGD, Adam, AdamW, Optimizer
+from ..planning.lifetimes import Lifespan
 from ..planning.plan import MemoryPlan
+from ..planning.swap import SwapSchedule
 from ..program import Binding, Program, Step
 from ..tensors import Shape
 
@@ -176,17 +178,67 @@ def _lower_step(
     return lowered
 
 
-def lower_program(program: Program, plan: MemoryPlan, optimizer: Optimizer | None) -> dict[str, Any]:
-    """The description of ``program`` laid out by ``plan`` (``spec/core-program.md``)."""
+def lower_swap(schedule: SwapSchedule, index: dict[str, int]) -> dict[str, Any]:
+    """The schedule as the core carries it out: per swapped buffer (in buffer order) its
+    member tensors, transfer bytes, slot and segments (``spec/core-program.md``)."""
+    plan = schedule.plan
+    buffers = []
+    for name in schedule.swapped:
+        b = plan.buffers[name]
+        buffers.append(
+            {
+                "name": name,
+                "members": [index[m] for m in b.members],
+                "nbytes": schedule.buffer_nbytes(name),
+                "size": b.size,
+                "persistent": b.lifespan is Lifespan.PERSISTENT,
+                "slot": schedule.slots[name].offset,
+                "segments": [
+                    {
+                        "start": s.start,
+                        "end": s.end,
+                        "read_in": s.read_in,
+                        "exit": s.exit.value,
+                        "offset": s.offset,
+                    }
+                    for s in schedule.segments[name]
+                ],
+            }
+        )
+    return {"lookahead": schedule.lookahead, "file_bytes": schedule.swap_file_bytes, "buffers": buffers}
+
+
+def _offset(plan: MemoryPlan, name: str, schedule: SwapSchedule | None) -> int | None:
+    """The tensor's arena offset: the plan's, or its buffer's resident offset under a
+    swap schedule (None for external and swapped tensors)."""
+    t = plan.tensors[name]
+    if schedule is None or t.offset is None:
+        return t.offset
+    buffer = plan.buffers[t.buffer]
+    if t.buffer in schedule.swapped:
+        return None
+    return schedule.resident_offsets[t.buffer] + (t.offset - buffer.offset)
+
+
+def lower_program(
+    program: Program,
+    plan: MemoryPlan,
+    optimizer: Optimizer | None,
+    schedule: SwapSchedule | None = None,
+) -> dict[str, Any]:
+    """The description of ``program`` laid out by ``plan``, or by ``schedule``'s resident
+    arena and swap file when it swaps (``spec/core-program.md``)."""
     refusal = lowering_refusal(program)
     if refusal is not None:
         raise ConfigError(refusal)
+    if schedule is not None and schedule.plan is not plan:
+        raise ConfigError("the swap schedule was made for another plan")
     names = list(program.tensors)
     index = {name: i for i, name in enumerate(names)}
     tensors = [
         {
             "name": name,
-            "offset": plan.tensors[name].offset,
+            "offset": _offset(plan, name, schedule),
             "shape": list(spec.shape),
             "dtype": str(spec.dtype),
         }
@@ -205,7 +257,7 @@ def lower_program(program: Program, plan: MemoryPlan, optimizer: Optimizer | Non
         "format": FORMAT,
         "version": VERSION,
         "training": program.training,
-        "arena_bytes": plan.arena_bytes,
+        "arena_bytes": plan.arena_bytes if schedule is None else schedule.resident_bytes,
         "tensors": tensors,
         "layers": layers,
         "steps": [_lower_step(program, step, index, layer_index) for step in program.steps],
@@ -214,9 +266,12 @@ def lower_program(program: Program, plan: MemoryPlan, optimizer: Optimizer | Non
         "output": index[program.output],
         "label": None if program.label is None else index[program.label],
         "loss": None if program.loss is None else index[program.loss],
+        "swap": None if schedule is None else lower_swap(schedule, index),
     }
 
 
-def program_json(program: Program, plan: MemoryPlan, optimizer: Optimizer | None) -> str:
+def program_json(
+    program: Program, plan: MemoryPlan, optimizer: Optimizer | None, schedule: SwapSchedule | None = None
+) -> str:
     """:func:`lower_program` as the JSON text ``_core.CoreExecutor`` parses."""
-    return json.dumps(lower_program(program, plan, optimizer))
+    return json.dumps(lower_program(program, plan, optimizer, schedule))

@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import ConfigError, DataError, EdgetrainError, ShapeError
+from ..errors import ConfigError, DataError, EdgetrainError, ShapeError, SwapError
 from ..executor import Executor
 from ..optimizers import Optimizer
 from ..planning.plan import MemoryPlan
+from ..planning.swap import SwapSchedule
 from ..program import Program, Step
+from ..swapping.store import SwapTraffic
 from .lowering import program_json
 
 Array = NDArray[Any]
@@ -45,6 +47,8 @@ def translate(error: Exception) -> EdgetrainError:
         return ShapeError(str(error))
     if isinstance(error, _core.CoreDataError):
         return DataError(str(error))
+    if isinstance(error, _core.CoreSwapError):
+        return SwapError(str(error))
     return ConfigError(str(error))
 
 
@@ -71,7 +75,10 @@ class RustStore:
 class RustExecutor(Executor):
     """Runs ``program`` laid out by ``plan`` in the Rust core, ``threads`` threads wide
     (default: every core this process may use); ``shared`` gives the arrays of the
-    plan's external tensors."""
+    plan's external tensors. With ``schedule`` (a training program) the core runs the
+    swap schedule over its swap file in ``swap_dir`` (``spec/swapping.md``): swapped
+    tensors' arrays are their slots in the file, where swapped weights are between
+    iterations."""
 
     def __init__(
         self,
@@ -82,14 +89,19 @@ class RustExecutor(Executor):
         threads: int | None = None,
         seed: int = 0,
         shared: Mapping[str, Array] | None = None,
+        schedule: SwapSchedule | None = None,
+        swap_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         from .. import _core
 
         count = default_threads() if threads is None else threads
         if isinstance(count, bool) or int(count) != count or count <= 0:
             raise ConfigError(f"threads must be a positive integer, got {threads!r}", key="threads")
-        description = program_json(program, plan, optimizer)
-        self.core = _core_call(lambda: _core.CoreExecutor(description, int(count), seed))
+        description = program_json(program, plan, optimizer, schedule)
+        folder = None if swap_dir is None else os.fspath(swap_dir)
+        self.core = _core_call(lambda: _core.CoreExecutor(description, int(count), seed, folder))
+        self.schedule = schedule
+        self.traffic = SwapTraffic()
         arrays: dict[str, Array] = {}
         shared = shared or {}
         for name in program.tensors:
@@ -101,6 +113,7 @@ class RustExecutor(Executor):
                 arrays[name] = given
             else:
                 arrays[name] = self.core.tensor(name)
+        self._arrays = arrays
         super().__init__(program, RustStore(arrays, plan), optimizer)
 
     @property
@@ -111,9 +124,33 @@ class RustExecutor(Executor):
         """One iteration in the core, the GIL released; the loss plus the L2 penalty."""
         if not self.program.training:
             raise ConfigError("train_step on an inference program")
+        if self.schedule is not None:  # the input and label move to order 0's blocks
+            _core_call(self.core.begin_iteration)
+            for name in [*self.program.inputs, *([self.program.label] if self.program.label else [])]:
+                self._arrays[name] = self.core.tensor(name)
         self.load_batch(inputs, label)
         self.update_count += 1
-        return _core_call(lambda: self.core.train_step(float(lr), self.update_count))
+        try:
+            return _core_call(lambda: self.core.train_step(float(lr), self.update_count))
+        finally:
+            self._update_traffic()
+
+    def _update_traffic(self) -> None:
+        counts = self.core.swap_traffic()
+        if counts is not None:
+            t = self.traffic
+            (t.iterations, t.last_written, t.last_read, t.total_written, t.total_read, t.waits, t.wait_seconds) = counts
+
+    @property
+    def swap_path(self) -> str | None:
+        """The swap file (None without swapping)."""
+        path = self.core.swap_path
+        return None if path is None else str(path)
+
+    def close_swap(self) -> None:
+        """Write resident weights back and delete the swap file; training is refused
+        afterwards, the arrays stay readable until this executor goes."""
+        self.core.close_swap()
 
     def forward(self, inputs: Sequence[Array], label: Array | None = None) -> Array:
         """Forward only, in inference mode; returns the output tensor (not a copy)."""

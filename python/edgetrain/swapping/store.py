@@ -34,13 +34,17 @@ Array = NDArray[Any]
 @dataclass
 class SwapTraffic:
     """Bytes copied to and from the swap file: in the last complete iteration, and in
-    total since the store was made."""
+    total since the store was made; ``waits`` and ``wait_seconds`` count the read-ins
+    the executor waited for and the time spent waiting on transfers (the rust backend;
+    the python runtime's copies are not timed)."""
 
     iterations: int = 0
     last_written: int = 0
     last_read: int = 0
     total_written: int = 0
     total_read: int = 0
+    waits: int = 0
+    wait_seconds: float = 0.0
 
 
 class SwapStore:

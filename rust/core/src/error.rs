@@ -95,6 +95,13 @@ pub enum Error {
         /// What is wrong, in words.
         reason: String,
     },
+    /// The swap file could not be made, written or read (a missing or unwritable
+    /// directory, a full disk): the bindings raise it as `SwapError`.
+    #[error("{reason}")]
+    Swap {
+        /// What failed, naming the directory or file and the OS's reason.
+        reason: String,
+    },
     /// A step of a program failed (`executor`): names the layer, its op and the step.
     #[error("layer '{layer}' ({op}) {step}: {source}")]
     Step {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Error, Result};
 
@@ -357,6 +357,66 @@ pub struct Program {
     /// The loss scalar `(1,)` (programs with a loss).
     #[serde(default)]
     pub loss: Option<usize>,
+    /// The swap schedule of a training program that swaps (`spec/swapping.md`).
+    #[serde(default)]
+    pub swap: Option<Swap>,
+}
+
+/// What happens to a segment after the step at its last order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SegmentExit {
+    /// Copied to the buffer's slot in the swap file.
+    Write,
+    /// The slot already holds these bytes: released without a copy.
+    Drop,
+    /// The buffer's last use in the iteration: released.
+    Free,
+}
+
+/// A swapped buffer resident over orders `[start, end]` at `offset` in the arena.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+pub struct SwapSegment {
+    /// First resident order (the read-in, or the birth).
+    pub start: usize,
+    /// Last resident order (its last use).
+    pub end: usize,
+    /// Read from the slot before order `start` runs (else born there).
+    pub read_in: bool,
+    /// After order `end`.
+    pub exit: SegmentExit,
+    /// Byte offset in the arena.
+    pub offset: usize,
+}
+
+/// One swapped buffer: tensors sharing bytes, moved together.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SwapBuffer {
+    /// The plan's buffer name (its first member).
+    pub name: String,
+    /// Tensor indices of the members (all at the buffer's offset).
+    pub members: Vec<usize>,
+    /// Bytes one transfer copies (the largest member).
+    pub nbytes: usize,
+    /// Aligned bytes of its arena blocks and of its slot.
+    pub size: usize,
+    /// Weights and optimizer state: in the slot between iterations.
+    pub persistent: bool,
+    /// Byte offset of its slot in the swap file.
+    pub slot: usize,
+    /// Its resident segments, in order.
+    pub segments: Vec<SwapSegment>,
+}
+
+/// The swap schedule the core carries out.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Swap {
+    /// Orders a read-in is issued before the segment's first use.
+    pub lookahead: usize,
+    /// Bytes of the swap file.
+    pub file_bytes: usize,
+    /// The swapped buffers, in the plan's buffer order.
+    pub buffers: Vec<SwapBuffer>,
 }
 
 fn bad(what: &'static str, reason: impl Into<String>) -> Error {
@@ -370,6 +430,13 @@ impl Program {
             serde_json::from_str(text).map_err(|e| bad("description", e.to_string()))?;
         program.validate()?;
         Ok(program)
+    }
+
+    /// Whether tensor `index` belongs to a swapped buffer (it has no fixed offset).
+    pub fn is_swapped(&self, index: usize) -> bool {
+        self.swap
+            .as_ref()
+            .is_some_and(|s| s.buffers.iter().any(|b| b.members.contains(&index)))
     }
 
     /// Index of the tensor named `name`.
@@ -524,6 +591,166 @@ impl Program {
                     "step",
                     format!("step {order} is a backward step of an inference program"),
                 ));
+            }
+        }
+        if let Some(swap) = &self.swap {
+            self.validate_swap(swap)?;
+        }
+        Ok(())
+    }
+
+    /// Tensors step `order` certainly touches (a subset: what a step of its kind
+    /// always reads or writes; the inputs and scratch a backward step reads depend on
+    /// the layer): forward outputs and weights, the derivatives a derivative step
+    /// writes, an update's weights, gradients and state, zero-fill, recompute targets.
+    pub fn step_tensors(&self, order: usize) -> Vec<usize> {
+        let step = &self.steps[order];
+        let b = step
+            .binding
+            .as_ref()
+            .unwrap_or(&self.layers[step.layer].binding);
+        let mut all: Vec<usize> = step.zero_fill.clone();
+        match step.kind {
+            StepKind::Forward => {
+                all.extend(b.outputs.iter().chain(b.weights.values()));
+            }
+            StepKind::CalcDerivative => all.extend(&b.grad_inputs),
+            StepKind::ApplyGradient => {
+                for (w, g) in &b.gradients {
+                    all.push(*g);
+                    all.extend(b.weights.get(w));
+                    all.extend(
+                        b.optimizer_state
+                            .get(w)
+                            .into_iter()
+                            .flat_map(|s| s.values()),
+                    );
+                }
+            }
+            StepKind::CalcGradient => {}
+            StepKind::Recompute => all.extend(step.recompute.iter().map(|r| r.output)),
+        }
+        all
+    }
+
+    /// The schedule is carried out without further checks, so everything it relies on
+    /// is checked here: members swapped once and without an arena offset, slots inside
+    /// the file and apart, segments inside the arena, in order, each exit allowed, no two
+    /// segments on the same bytes at the same order, and every swapped tensor a step
+    /// touches resident at that order (`spec/swapping.md`).
+    fn validate_swap(&self, swap: &Swap) -> Result<()> {
+        let orders = self.steps.len();
+        let mut owner = vec![None; self.tensors.len()];
+        for (i, b) in swap.buffers.iter().enumerate() {
+            let name = &b.name;
+            if b.members.is_empty() || b.nbytes > b.size || b.size == 0 {
+                return Err(bad(
+                    "swap",
+                    format!("buffer '{name}': no members or bad sizes"),
+                ));
+            }
+            for &m in &b.members {
+                let t = self.tensors.get(m).ok_or_else(|| {
+                    bad(
+                        "swap",
+                        format!("buffer '{name}': tensor index {m} out of range"),
+                    )
+                })?;
+                if owner[m].is_some() || t.offset.is_some() {
+                    return Err(bad(
+                        "swap",
+                        format!(
+                            "tensor '{}' is swapped twice or also has an arena offset",
+                            t.name
+                        ),
+                    ));
+                }
+                if t.nbytes().is_none_or(|n| n > b.nbytes) {
+                    return Err(bad(
+                        "swap",
+                        format!("tensor '{}' is larger than its buffer '{name}'", t.name),
+                    ));
+                }
+                owner[m] = Some(i);
+            }
+            if !b.slot.is_multiple_of(crate::executor::ARENA_ALIGNMENT)
+                || b.slot
+                    .checked_add(b.size)
+                    .is_none_or(|e| e > swap.file_bytes)
+            {
+                return Err(bad(
+                    "swap",
+                    format!(
+                        "buffer '{name}': slot {} outside the file of {} bytes",
+                        b.slot, swap.file_bytes
+                    ),
+                ));
+            }
+            let mut previous: Option<usize> = None;
+            for (j, s) in b.segments.iter().enumerate() {
+                let last = j + 1 == b.segments.len();
+                let exit_ok = match s.exit {
+                    SegmentExit::Free => !b.persistent && last,
+                    SegmentExit::Drop => s.read_in,
+                    SegmentExit::Write => !last || b.persistent,
+                };
+                if s.start > s.end
+                    || s.end >= orders
+                    || previous.is_some_and(|p| p >= s.start)
+                    || (!s.read_in && (b.persistent || j > 0))
+                    || !exit_ok
+                    || !s.offset.is_multiple_of(crate::executor::ARENA_ALIGNMENT)
+                    || s.offset
+                        .checked_add(b.size)
+                        .is_none_or(|e| e > self.arena_bytes)
+                {
+                    return Err(bad(
+                        "swap",
+                        format!("buffer '{name}': segment {j} {s:?} is not a valid segment"),
+                    ));
+                }
+                previous = Some(s.end);
+            }
+        }
+        let blocks: Vec<(usize, &SwapBuffer, &SwapSegment)> = swap
+            .buffers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| b.segments.iter().map(move |s| (i, b, s)))
+            .collect();
+        for (x, &(i, a, s)) in blocks.iter().enumerate() {
+            for &(k, c, t) in &blocks[x + 1..] {
+                let in_time = s.start <= t.end && t.start <= s.end;
+                let in_space = s.offset < t.offset + c.size && t.offset < s.offset + a.size;
+                if i != k && in_time && in_space {
+                    return Err(bad(
+                        "swap",
+                        format!(
+                            "segments of '{}' and '{}' overlap in the arena",
+                            a.name, c.name
+                        ),
+                    ));
+                }
+            }
+        }
+        for order in 0..orders {
+            for t in self.step_tensors(order) {
+                if let Some(i) = owner[t] {
+                    let b = &swap.buffers[i];
+                    if !b
+                        .segments
+                        .iter()
+                        .any(|s| s.start <= order && order <= s.end)
+                    {
+                        return Err(bad(
+                            "swap",
+                            format!(
+                                "tensor '{}' is used at order {order} but not resident",
+                                self.tensors[t].name
+                            ),
+                        ));
+                    }
+                }
             }
         }
         Ok(())

@@ -37,6 +37,12 @@ create_exception!(
 );
 create_exception!(
     _core,
+    CoreSwapError,
+    CoreError,
+    "The swap file could not be made or used (edgetrain's SwapError)."
+);
+create_exception!(
+    _core,
     CoreConfigError,
     CoreError,
     "A program, property or argument the core refuses (edgetrain's ConfigError)."
@@ -51,6 +57,7 @@ fn to_py(error: Error) -> PyErr {
     match root {
         Error::SliceLength { .. } | Error::ShapeMismatch { .. } => CoreShapeError::new_err(message),
         Error::InvalidData { .. } => CoreDataError::new_err(message),
+        Error::Swap { .. } => CoreSwapError::new_err(message),
         _ => CoreConfigError::new_err(message),
     }
 }
@@ -98,9 +105,23 @@ impl CoreExecutor {
     /// Parses and validates the JSON description, allocates the arena (zeroed) and a
     /// pool of `threads` threads; `seed` seeds the dropout masks.
     #[new]
-    #[pyo3(signature = (description, threads, seed = 0))]
-    fn new(description: &str, threads: usize, seed: u64) -> PyResult<Self> {
-        let inner = guarded(|| Executor::new(Program::from_json(description)?, threads, seed))?;
+    /// A program with a swap schedule gets its swap file in `swap_dir` (default: the
+    /// system temporary directory), created at its full size here.
+    #[pyo3(signature = (description, threads, seed = 0, swap_dir = None))]
+    fn new(
+        description: &str,
+        threads: usize,
+        seed: u64,
+        swap_dir: Option<std::path::PathBuf>,
+    ) -> PyResult<Self> {
+        let inner = guarded(|| {
+            Executor::with_swap_dir(
+                Program::from_json(description)?,
+                threads,
+                seed,
+                swap_dir.as_deref(),
+            )
+        })?;
         Ok(CoreExecutor {
             inner,
             externals: Vec::new(),
@@ -139,7 +160,7 @@ impl CoreExecutor {
                 .tensor_index(name)
                 .ok_or_else(|| CoreConfigError::new_err(format!("no tensor named '{name}'")))?;
             let tensor = &program.tensors[index];
-            if tensor.offset.is_none() {
+            if tensor.offset.is_none() && !program.is_swapped(index) {
                 return Err(CoreConfigError::new_err(format!(
                     "tensor '{name}' is external to the arena"
                 )));
@@ -205,6 +226,54 @@ impl CoreExecutor {
         py.detach(|| guarded(|| inner.run_step(order, mode)))
     }
 
+    /// Starts an iteration of a swapping program: the input and label tensors move to
+    /// where order 0 has them (fetch their arrays again before loading the batch).
+    fn begin_iteration(&mut self) -> PyResult<()> {
+        guarded(|| self.inner.begin_iteration())
+    }
+
+    /// Writes resident weights back and unlinks the swap file (training is refused
+    /// afterwards; arrays over swapped tensors stay valid until the executor goes).
+    fn close_swap(&mut self) {
+        self.inner.close_swap();
+    }
+
+    /// The swap schedule the core carries out, as JSON (None without swapping): the
+    /// `swap` entry of the description as the core parsed it (conformance tests).
+    fn swap_schedule(&self) -> PyResult<Option<String>> {
+        self.inner
+            .program()
+            .swap
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| CoreError::new_err(e.to_string()))
+    }
+
+    /// The swap file's path (None without swapping).
+    #[getter]
+    fn swap_path(&self) -> Option<std::path::PathBuf> {
+        self.inner.swap().map(|s| s.file().path().to_path_buf())
+    }
+
+    /// Bytes moved and time waited (None without swapping): `iterations`,
+    /// `last_written`, `last_read`, `total_written`, `total_read`, `waits`,
+    /// `wait_seconds`.
+    fn swap_traffic(&self) -> Option<(u64, u64, u64, u64, u64, u64, f64)> {
+        self.inner.swap().map(|s| {
+            let t = s.traffic();
+            (
+                t.iterations,
+                t.last_written,
+                t.last_read,
+                t.total_written,
+                t.total_read,
+                t.waits,
+                t.wait_seconds,
+            )
+        })
+    }
+
     /// The loss of the last forward with labels.
     fn loss(&mut self) -> PyResult<f32> {
         guarded(|| self.inner.loss())
@@ -244,5 +313,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CoreShapeError", m.py().get_type::<CoreShapeError>())?;
     m.add("CoreConfigError", m.py().get_type::<CoreConfigError>())?;
     m.add("CoreDataError", m.py().get_type::<CoreDataError>())?;
+    m.add("CoreSwapError", m.py().get_type::<CoreSwapError>())?;
     Ok(())
 }

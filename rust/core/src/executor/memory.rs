@@ -157,6 +157,21 @@ impl Memory {
         self.regions[tensor] = Some(Region { ptr, bytes, dtype });
     }
 
+    /// Moves tensor `tensor` (of `program`) to the bytes at `ptr`: a swapped tensor goes
+    /// between its arena segment and its swap-file slot.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of the tensor's bytes, aligned for its
+    /// type, for as long as this `Memory` lives or until the tensor is moved again.
+    pub(crate) unsafe fn place(&mut self, program: &Program, tensor: usize, ptr: *mut u8) {
+        let t = &program.tensors[tensor];
+        self.regions[tensor] = Some(Region {
+            ptr,
+            bytes: t.nbytes().unwrap_or(0),
+            dtype: t.dtype,
+        });
+    }
+
     /// The first byte of tensor `tensor` and its byte count (`None`: unbound external).
     pub fn region(&self, tensor: usize) -> Option<(*mut u8, usize)> {
         self.regions

@@ -7,12 +7,16 @@
 
 pub mod memory;
 mod ops;
+pub mod swap;
+
+use std::path::Path;
 
 use rayon::ThreadPool;
 
 use crate::error::{invalid, Error, Result};
 use crate::program::{Program, StepKind};
 pub use memory::{Arena, Element, Memory, ARENA_ALIGNMENT};
+pub use swap::{SwapFile, SwapRuntime, SwapTraffic};
 
 /// How one step runs.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +59,7 @@ struct State {
     memory: Memory,
     rng: Rng,
     threads: usize,
+    swap: Option<SwapRuntime>,
 }
 
 /// A program with its arena, its thread pool and its dropout generator.
@@ -66,6 +71,18 @@ pub struct Executor {
 impl Executor {
     /// Allocates the arena of `program` and a pool of `threads` threads (at least 1).
     pub fn new(program: Program, threads: usize, seed: u64) -> Result<Executor> {
+        Executor::with_swap_dir(program, threads, seed, None)
+    }
+
+    /// As [`Executor::new`]; a program with a swap schedule gets its swap file in
+    /// `swap_dir` (default: the system temporary directory), created at its full size
+    /// now so a missing or unwritable directory or a full disk fails here.
+    pub fn with_swap_dir(
+        program: Program,
+        threads: usize,
+        seed: u64,
+        swap_dir: Option<&Path>,
+    ) -> Result<Executor> {
         program.validate()?;
         if threads == 0 {
             return Err(invalid("executor", "threads", "must be at least 1"));
@@ -74,7 +91,14 @@ impl Executor {
             .num_threads(threads)
             .build()
             .map_err(|e| invalid("executor", "threads", e.to_string()))?;
-        let memory = Memory::new(&program)?;
+        let mut memory = Memory::new(&program)?;
+        let swap = match program.swap {
+            Some(_) => {
+                let dir = swap_dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+                Some(SwapRuntime::new(&program, &mut memory, &dir)?)
+            }
+            None => None,
+        };
         Ok(Executor {
             pool,
             state: State {
@@ -82,6 +106,7 @@ impl Executor {
                 memory,
                 rng: Rng::new(seed),
                 threads,
+                swap,
             },
         })
     }
@@ -112,11 +137,11 @@ impl Executor {
                 invalid("executor", "external", format!("no tensor named '{name}'"))
             })?;
         let tensor = &self.state.program.tensors[index];
-        if tensor.offset.is_some() {
+        if tensor.offset.is_some() || self.state.program.is_swapped(index) {
             return Err(invalid(
                 "executor",
                 "external",
-                format!("tensor '{name}' lives in the arena"),
+                format!("tensor '{name}' lives in the arena or the swap file"),
             ));
         }
         let needed = tensor.nbytes().unwrap_or(usize::MAX);
@@ -145,8 +170,47 @@ impl Executor {
         self.state.memory.views().write::<T>(index)
     }
 
+    /// The swap runtime of a program that swaps.
+    pub fn swap(&self) -> Option<&SwapRuntime> {
+        self.state.swap.as_ref()
+    }
+
+    /// Starts an iteration of a swapping program (settling an interrupted one): order
+    /// 0's segments are entered, so the input and label tensors are where the batch
+    /// goes. [`Executor::train_step`] does it itself when it was not done.
+    pub fn begin_iteration(&mut self) -> Result<()> {
+        let state = &mut self.state;
+        if let Some(swap) = state.swap.as_mut() {
+            swap.begin(&state.program, &mut state.memory)?;
+        }
+        Ok(())
+    }
+
+    /// Puts every swapped tensor back in its slot (resident weights written back), then
+    /// unlinks the swap file; training afterwards is refused.
+    pub fn close_swap(&mut self) {
+        let state = &mut self.state;
+        if let Some(swap) = state.swap.as_mut() {
+            swap.close(&state.program, &mut state.memory);
+        }
+    }
+
+    fn refuse_swapping(&self, what: &str) -> Result<()> {
+        if self.state.swap.is_some() {
+            return Err(invalid(
+                "executor",
+                "swap",
+                format!(
+                    "{what} of a swapping program: only whole training iterations run with swap"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs entry `order` of the execution order.
     pub fn run_step(&mut self, order: usize, mode: Mode) -> Result<()> {
+        self.refuse_swapping("a single step")?;
         let state = &mut self.state;
         self.pool.install(|| state.run_step(order, mode))
     }
@@ -169,17 +233,32 @@ impl Executor {
             lr,
             update,
         };
-        self.pool.install(|| {
+        if let Some(swap) = state.swap.as_mut() {
+            if !swap.in_iteration() {
+                swap.begin(&state.program, &mut state.memory)?;
+            }
+        }
+        let result = self.pool.install(|| {
             let penalty = state.regularization_loss()?;
             for order in 0..state.program.steps.len() {
                 state.run_step(order, mode)?;
+                if let Some(swap) = state.swap.as_mut() {
+                    swap.end_step(&state.program, &mut state.memory, order);
+                }
             }
             Ok(f64::from(state.loss()?) + penalty)
-        })
+        });
+        if result.is_err() {
+            if let Some(swap) = state.swap.as_mut() {
+                swap.settle(&state.program, &mut state.memory);
+            }
+        }
+        result
     }
 
     /// Forward steps only; `label` computes the loss too.
     pub fn forward(&mut self, training: bool, label: bool) -> Result<()> {
+        self.refuse_swapping("a forward-only run")?;
         let state = &mut self.state;
         let mode = Mode {
             training,
