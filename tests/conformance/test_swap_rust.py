@@ -79,7 +79,8 @@ def test_rust_swap_trains_as_without_swap_and_as_the_python_runtime(
     assert (traffic.iterations, traffic.last_written, traffic.last_read) == (3, schedule.bytes_written, schedule.bytes_read)
     assert (traffic.total_written, traffic.total_read) == (spec_traffic.total_written, spec_traffic.total_read)
     reads = sum(s.read_in for segs in schedule.segments.values() for s in segs)
-    assert traffic.waits == 3 * reads and traffic.wait_seconds >= 0.0
+    # read-ins run on the core's transfer thread: a wait is counted only when one is late
+    assert 0 <= traffic.waits <= 3 * reads and traffic.wait_seconds >= 0.0
     path = rust._train.swap_path
     assert path is not None and Path(path).parent == tmp_path and Path(path).exists()
     rust.close()
@@ -117,7 +118,8 @@ def _as_golden(swap: dict[str, Any], schedule: SwapSchedule) -> dict[str, Any]:
         "slots": {b["name"]: b["slot"] for b in swap["buffers"]},
         "segments": {
             b["name"]: [
-                {k: s[k] for k in ("start", "end", "read_in", "exit", "offset")} | {"bytes": b["size"]}
+                {k: s[k] for k in ("start", "end", "read_in", "first_use", "exit", "offset")}
+                | {"bytes": b["size"]}
                 for s in b["segments"]
             ]
             for b in swap["buffers"]
@@ -136,7 +138,10 @@ def _golden_fields(case: dict[str, Any]) -> dict[str, Any]:
         "swapped": case["swapped"],
         "slots": {name: slot["offset"] for name, slot in case["slots"].items()},
         "segments": {
-            name: [{k: s[k] for k in ("start", "end", "read_in", "exit", "offset", "bytes")} for s in segs]
+            name: [
+                {k: s[k] for k in ("start", "end", "read_in", "exit", "offset", "bytes")} | {"first_use": s["uses"][0]}
+                for s in segs
+            ]
             for name, segs in case["segments"].items()
         },
         "bytes_read": case["bytes_read"],

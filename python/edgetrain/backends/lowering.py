@@ -198,6 +198,7 @@ def lower_swap(schedule: SwapSchedule, index: dict[str, int]) -> dict[str, Any]:
                         "start": s.start,
                         "end": s.end,
                         "read_in": s.read_in,
+                        "first_use": s.uses[0],
                         "exit": s.exit.value,
                         "offset": s.offset,
                     }

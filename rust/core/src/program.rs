@@ -383,6 +383,10 @@ pub struct SwapSegment {
     pub end: usize,
     /// Read from the slot before order `start` runs (else born there).
     pub read_in: bool,
+    /// The first order that uses it (`start` when absent): a read-in must be complete
+    /// before this order runs.
+    #[serde(default)]
+    pub first_use: Option<usize>,
     /// After order `end`.
     pub exit: SegmentExit,
     /// Byte offset in the arena.
@@ -695,6 +699,7 @@ impl Program {
                     SegmentExit::Write => !last || b.persistent,
                 };
                 if s.start > s.end
+                    || s.first_use.is_some_and(|u| u < s.start || u > s.end)
                     || s.end >= orders
                     || previous.is_some_and(|p| p >= s.start)
                     || (!s.read_in && (b.persistent || j > 0))
@@ -740,7 +745,7 @@ impl Program {
                     if !b
                         .segments
                         .iter()
-                        .any(|s| s.start <= order && order <= s.end)
+                        .any(|s| s.first_use.unwrap_or(s.start) <= order && order <= s.end)
                     {
                         return Err(bad(
                             "swap",

@@ -56,10 +56,12 @@ impl Rng {
 /// What a step needs besides the memory.
 struct State {
     program: Program,
+    /// Before `memory`: dropped first, so its transfer thread is joined while the
+    /// arena still exists.
+    swap: Option<SwapRuntime>,
     memory: Memory,
     rng: Rng,
     threads: usize,
-    swap: Option<SwapRuntime>,
 }
 
 /// A program with its arena, its thread pool and its dropout generator.
@@ -238,9 +240,20 @@ impl Executor {
                 swap.begin(&state.program, &mut state.memory)?;
             }
         }
+        let penalized = state
+            .program
+            .layers
+            .iter()
+            .any(|l| l.binding.penalties.values().any(|p| p.l2 != 0.0));
+        if let Some(swap) = state.swap.as_mut().filter(|_| penalized) {
+            swap.wait_all(); // the penalty reads weights whose read-ins are in flight
+        }
         let result = self.pool.install(|| {
             let penalty = state.regularization_loss()?;
             for order in 0..state.program.steps.len() {
+                if let Some(swap) = state.swap.as_mut() {
+                    swap.before_step(order);
+                }
                 state.run_step(order, mode)?;
                 if let Some(swap) = state.swap.as_mut() {
                     swap.end_step(&state.program, &mut state.memory, order);

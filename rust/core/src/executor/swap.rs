@@ -6,14 +6,22 @@
 //! when the executor is dropped or [`SwapRuntime::close`]d (the mapping itself stays
 //! valid until the executor goes, so numpy views of swapped weights never dangle).
 //!
-//! Transfers are synchronous copies at the schedule's points: before order `k` the
-//! segments starting at `k` are read in (or born), after it the segments ending at `k`
-//! are written out, dropped or freed. Every swapped tensor's region is wherever its
-//! buffer is now: its arena block while resident, its slot while out.
+//! Transfers run on a background thread, in the order they are issued (one FIFO queue,
+//! so a read of a slot or into a block always follows the write that precedes it): the
+//! read-ins of the segments starting at order `k` are issued before order `k` runs and
+//! waited for only before their first use (`lookahead` orders later at most); the
+//! write-outs of the segments ending at `k` are issued after it and waited for before
+//! order `k + 1` runs, since the plan may give their bytes to the next step. A late
+//! read-in is counted as a wait, and the time spent waiting on the queue is measured.
+//! Every swapped tensor's region is wherever its buffer is now: its arena block while
+//! resident, its slot while out.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use memmap2::MmapMut;
@@ -151,6 +159,106 @@ impl Drop for SwapFile {
     }
 }
 
+/// One copy for the worker: `n` bytes from address `from` to address `to`.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    from: usize,
+    to: usize,
+    n: usize,
+}
+
+/// Jobs completed so far, and the signal that more completed.
+#[derive(Debug, Default)]
+struct Progress {
+    done: Mutex<u64>,
+    changed: Condvar,
+}
+
+/// The transfer thread and its queue; jobs complete in the order they were issued.
+#[derive(Debug)]
+struct Worker {
+    queue: Option<Sender<Job>>,
+    progress: Arc<Progress>,
+    thread: Option<JoinHandle<()>>,
+    issued: u64,
+}
+
+impl Worker {
+    fn start() -> Result<Worker> {
+        let (queue, jobs) = channel::<Job>();
+        let progress = Arc::new(Progress::default());
+        let seen = Arc::clone(&progress);
+        let thread = std::thread::Builder::new()
+            .name("edgetrain-swap".into())
+            .spawn(move || {
+                for job in jobs {
+                    // SAFETY: the runtime issues only copies between a slot of the
+                    // mapping and a segment of the arena that validation put inside
+                    // them, and keeps both alive until this thread is joined; no step
+                    // touches the segment before the runtime waits for this job.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            job.from as *const u8,
+                            job.to as *mut u8,
+                            job.n,
+                        )
+                    };
+                    let mut done = seen.done.lock().unwrap_or_else(|e| e.into_inner());
+                    *done += 1;
+                    seen.changed.notify_all();
+                }
+            })
+            .map_err(|e| swap_error(format!("cannot start the swap thread: {e}")))?;
+        Ok(Worker {
+            queue: Some(queue),
+            progress,
+            thread: Some(thread),
+            issued: 0,
+        })
+    }
+
+    /// Queues `job`; its sequence number (complete when `done >= seq`).
+    fn issue(&mut self, job: Job) -> u64 {
+        self.issued += 1;
+        let sent = self.queue.as_ref().map(|q| q.send(job));
+        if !matches!(sent, Some(Ok(()))) {
+            // the thread is gone (it cannot panic: a copy does not fail): copy here
+            // SAFETY: as in the thread.
+            unsafe {
+                std::ptr::copy_nonoverlapping(job.from as *const u8, job.to as *mut u8, job.n)
+            };
+            let mut done = self.progress.done.lock().unwrap_or_else(|e| e.into_inner());
+            *done += 1;
+        }
+        self.issued
+    }
+
+    fn is_done(&self, seq: u64) -> bool {
+        *self.progress.done.lock().unwrap_or_else(|e| e.into_inner()) >= seq
+    }
+
+    /// Blocks until job `seq` is complete.
+    fn wait(&self, seq: u64) {
+        let mut done = self.progress.done.lock().unwrap_or_else(|e| e.into_inner());
+        while *done < seq {
+            done = self
+                .progress
+                .changed
+                .wait(done)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.queue = None; // ends the thread's loop once the queue is drained
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Bytes moved and time spent moving them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SwapTraffic {
@@ -164,16 +272,23 @@ pub struct SwapTraffic {
     pub total_written: u64,
     /// Read since the executor was made.
     pub total_read: u64,
-    /// Read-ins the executor waited for (every one: transfers are synchronous).
+    /// Read-ins not complete when their segment's first use came (the executor waited).
     pub waits: u64,
-    /// Seconds the executor spent waiting on transfers.
+    /// Seconds the executor spent waiting on transfers (late read-ins, and write-outs
+    /// not complete before the next step or the end of the iteration).
     pub wait_seconds: f64,
 }
 
 /// The schedule being carried out over one executor's memory.
 #[derive(Debug)]
 pub struct SwapRuntime {
+    /// Declared first: dropped (joined, its queue drained) before the file is unmapped.
+    worker: Worker,
     file: SwapFile,
+    /// Read-ins in flight: `(first use, job)`.
+    reads: Vec<(usize, u64)>,
+    /// The last write-out issued.
+    last_write: u64,
     /// Per order: `(buffer, segment)` entering before it / leaving after it.
     enter: Vec<Vec<(usize, usize)>>,
     leave: Vec<Vec<(usize, usize)>>,
@@ -191,8 +306,12 @@ impl SwapRuntime {
     pub fn new(program: &Program, memory: &mut Memory, dir: &Path) -> Result<SwapRuntime> {
         let swap = schedule(program);
         let orders = program.steps.len();
+        let file = SwapFile::create(dir, swap.file_bytes)?;
         let mut runtime = SwapRuntime {
-            file: SwapFile::create(dir, swap.file_bytes)?,
+            worker: Worker::start()?,
+            file,
+            reads: Vec::new(),
+            last_write: 0,
             enter: vec![Vec::new(); orders],
             leave: vec![Vec::new(); orders],
             resident: vec![None; swap.buffers.len()],
@@ -262,6 +381,46 @@ impl SwapRuntime {
         Ok(())
     }
 
+    /// Before order `order` runs: every write-out issued so far is complete (the step may
+    /// reuse its bytes) and every read-in first used here is complete (late ones count).
+    pub fn before_step(&mut self, order: usize) {
+        let started = Instant::now();
+        let mut waited = !self.worker.is_done(self.last_write);
+        self.worker.wait(self.last_write);
+        let worker = &self.worker;
+        let mut late = 0;
+        self.reads.retain(|&(first_use, seq)| {
+            if first_use > order {
+                return true;
+            }
+            if !worker.is_done(seq) {
+                late += 1;
+                worker.wait(seq);
+            }
+            false
+        });
+        waited |= late > 0;
+        self.traffic.waits += late;
+        if waited {
+            self.traffic.wait_seconds += started.elapsed().as_secs_f64();
+        }
+    }
+
+    /// Waits for every transfer issued (time counted, not as late read-ins).
+    pub fn wait_all(&mut self) {
+        self.drain();
+    }
+
+    /// Waits for every transfer issued.
+    fn drain(&mut self) {
+        if !self.worker.is_done(self.worker.issued) {
+            let started = Instant::now();
+            self.worker.wait(self.worker.issued);
+            self.traffic.wait_seconds += started.elapsed().as_secs_f64();
+        }
+        self.reads.clear();
+    }
+
     /// After order `order` ran: its exits, then the next order's entries (or the end).
     pub fn end_step(&mut self, program: &Program, memory: &mut Memory, order: usize) {
         let swap = schedule(program);
@@ -270,7 +429,7 @@ impl SwapRuntime {
             let b = &swap.buffers[i];
             let s = &b.segments[j];
             if s.exit == SegmentExit::Write {
-                self.copy(memory, b.slot, s.offset, b.nbytes, false);
+                self.last_write = self.issue(memory, b.slot, s.offset, b.nbytes, false);
             }
             self.resident[i] = None;
             self.move_to_slot(program, memory, i);
@@ -279,6 +438,7 @@ impl SwapRuntime {
         if order + 1 < program.steps.len() {
             self.enter_order(program, memory, order + 1);
         } else {
+            self.drain(); // the weights are current in the file when the caller looks
             self.in_iteration = false;
             self.traffic.iterations += 1;
             self.traffic.last_written = self.written;
@@ -294,7 +454,8 @@ impl SwapRuntime {
             let b = &swap.buffers[i];
             let s = &b.segments[j];
             if s.read_in {
-                self.copy(memory, b.slot, s.offset, b.nbytes, true);
+                let seq = self.issue(memory, b.slot, s.offset, b.nbytes, true);
+                self.reads.push((s.first_use.unwrap_or(s.start), seq));
             }
             // SAFETY: validation put the segment inside the arena, 64-byte aligned.
             let ptr = unsafe { arena.add(s.offset) };
@@ -310,12 +471,14 @@ impl SwapRuntime {
     /// An iteration stopped part-way: resident persistent buffers are written back to
     /// their slots (they hold the current weights), every swapped tensor returns there.
     pub fn settle(&mut self, program: &Program, memory: &mut Memory) {
+        self.drain();
         let swap = schedule(program);
         for i in 0..self.resident.len() {
             if let Some(j) = self.resident[i].take() {
                 let b = &swap.buffers[i];
                 if b.persistent {
-                    self.copy(memory, b.slot, b.segments[j].offset, b.nbytes, false);
+                    let seq = self.issue(memory, b.slot, b.segments[j].offset, b.nbytes, false);
+                    self.worker.wait(seq);
                 }
                 self.move_to_slot(program, memory, i);
             }
@@ -323,31 +486,23 @@ impl SwapRuntime {
         self.in_iteration = false;
     }
 
-    /// Copies `n` bytes between slot offset `slot` and arena offset `offset`.
-    fn copy(&mut self, memory: &Memory, slot: usize, offset: usize, n: usize, read: bool) {
-        let started = Instant::now();
-        let file = self.file.as_ptr();
-        let arena = memory.arena().as_ptr();
-        // SAFETY: validation put `[slot, slot + size)` inside the file and `[offset,
-        // offset + size)` inside the arena, `n <= size`; the two allocations are
-        // distinct, and no step is running (the executor calls this between steps).
-        unsafe {
-            if read {
-                std::ptr::copy_nonoverlapping(file.add(slot), arena.add(offset), n);
-            } else {
-                std::ptr::copy_nonoverlapping(arena.add(offset), file.add(slot), n);
-            }
-        }
-        let n = n as u64;
+    /// Queues a copy of `n` bytes between slot offset `slot` and arena offset `offset`
+    /// (a read-in when `read`); its job number.
+    fn issue(&mut self, memory: &Memory, slot: usize, offset: usize, n: usize, read: bool) -> u64 {
+        // Addresses only: validation put `[slot, slot + size)` inside the file and
+        // `[offset, offset + size)` inside the arena, `n <= size`.
+        let file = self.file.as_ptr() as usize + slot;
+        let arena = memory.arena().as_ptr() as usize + offset;
+        let (from, to) = if read { (file, arena) } else { (arena, file) };
+        let counted = n as u64;
         if read {
-            self.read += n;
-            self.traffic.total_read += n;
-            self.traffic.waits += 1;
+            self.read += counted;
+            self.traffic.total_read += counted;
         } else {
-            self.written += n;
-            self.traffic.total_written += n;
+            self.written += counted;
+            self.traffic.total_written += counted;
         }
-        self.traffic.wait_seconds += started.elapsed().as_secs_f64();
+        self.worker.issue(Job { from, to, n })
     }
 }
 
