@@ -1,11 +1,17 @@
 """Counts the NEON vector instructions in each of edgetrain-core's kernel functions.
 
-Reads ``aarch64-linux-gnu-objdump -d -C`` output of the aarch64 ``edgetrain_core``
-library (``tools/arm/neon-report.sh`` makes it) and prints, per function of the
+Reads ``aarch64-linux-gnu-objdump -d -C`` output of an aarch64 binary holding the kernels
+(the release test binary: with thin LTO, loops vectorise only at link time) and prints,
+per function of the
 ``kernels`` / ``optim`` / ``gemm`` modules, how many instructions work on whole vector
 registers (``v0.4s``, ``v1.2d``, ``q2``: four f32 or two f64 lanes at once) and which
 arithmetic ones appear. A kernel whose loop did not vectorise shows only scalar
-``s``/``d`` register arithmetic. This is how docs/arm.md's findings were read.
+``s``/``d`` register arithmetic. This is how docs/arm.md's findings were read::
+
+    source tools/arm/env.sh
+    cargo test --release -p edgetrain-core --target $ARM_TARGET --test kernels --no-run
+    aarch64-linux-gnu-objdump -d -C --no-show-raw-insn target/aarch64/aarch64-unknown-linux-gnu/release/deps/kernels-<hash> \
+        | python3 tools/arm/neon_report.py
 """
 
 from __future__ import annotations
