@@ -2,9 +2,8 @@
 
 Reads ``aarch64-linux-gnu-objdump -d -C`` output of an aarch64 binary holding the kernels
 (the release test binary: with thin LTO, loops vectorise only at link time) and prints,
-per function of the
-``kernels`` / ``optim`` / ``gemm`` modules, how many instructions work on whole vector
-registers (``v0.4s``, ``v1.2d``, ``q2``: four f32 or two f64 lanes at once) and which
+per function of the ``kernels`` / ``optim`` / ``gemm`` modules, how many instructions
+work on whole vector registers (``v0.4s``, ``v1.2d``, ``q2``: four f32 or two f64 lanes at once) and which
 arithmetic ones appear. A kernel whose loop did not vectorise shows only scalar
 ``s``/``d`` register arithmetic. This is how docs/arm.md's findings were read::
 
