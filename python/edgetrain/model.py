@@ -28,7 +28,7 @@ from .losses import LossLayer, MeanSquaredError, make_loss
 from .planning import ArenaStore, MemoryPlan, check_plan, get_planner, plan_memory
 from .planning.recompute import build_with_recompute
 from .planning.swap import SwapSchedule
-from .optimizers import SGD, Optimizer
+from .optimizers import Optimizer
 from .program import Program, build_program
 from .tensors import TensorKind, format_shape
 
@@ -417,6 +417,8 @@ class Model:
             for name, values in self._weights.items():
                 np.copyto(executor.store[name], values)
                 self._weights[name] = executor.store[name]
+            if swapping is not None:  # the copies touched the file's pages
+                executor.core.release_swap_pages()
         return executor
 
     def _inference_executor(self, batch: int) -> Executor:
@@ -821,9 +823,6 @@ class Model:
             raise StateError("the model has no weights yet: call compile() first")
         self.set_weights(load_weights(path, {n: w.shape for n, w in self._weights.items()}))
 
-    def weight_kinds(self) -> dict[str, TensorKind]:
-        return {name: TensorKind.WEIGHT for name in self._weights}
-
     def summary(self) -> str:
         """A table of layers, output shapes and parameter counts."""
         graph = self.graph
@@ -866,4 +865,4 @@ def _count_correct(outputs: Array, labels: Array) -> int:
     return int(np.count_nonzero(predicted == truth))
 
 
-__all__ = ["Model", "History", "EpochProgress", "SGD"]
+__all__ = ["EpochProgress", "History", "Model"]
