@@ -207,6 +207,19 @@ def _load_npz(path: Path, expected: Mapping[str, Shape]) -> dict[str, Array]:
             stored = {name: archive[name] for name in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise ModelFileError(f"is not a readable .npz weights file ({err})", path=path) from None
+    result = match_named_weights(path, stored, expected)
+    for name, value in result.items():
+        if not np.issubdtype(value.dtype, np.floating):
+            raise ModelFileError(f"weight '{name}' has dtype {value.dtype}, not float", path=path)
+    _check_finite(path, result)
+    return result
+
+
+def match_named_weights(
+    path: Path, stored: Mapping[str, Array], expected: Mapping[str, Shape]
+) -> dict[str, Array]:
+    """The weights of a named file (``.npz``, safetensors) in the model's order, checked
+    by name and shape: missing and unknown names are listed, a wrong shape names both."""
     missing = [n for n in expected if n not in stored]
     unknown = [n for n in stored if n not in expected]
     if missing or unknown:
@@ -217,18 +230,13 @@ def _load_npz(path: Path, expected: Mapping[str, Shape]) -> dict[str, Array]:
             parts.append(f"not in this model {unknown}")
         raise ModelFileError(f"weight names do not match the model: {'; '.join(parts)}", path=path)
     for name, shape in expected.items():
-        value = stored[name]
-        if tuple(value.shape) != tuple(shape):
+        if tuple(stored[name].shape) != tuple(shape):
             raise ModelFileError(
-                f"weight '{name}' has shape {format_shape(value.shape)} in the file, "
+                f"weight '{name}' has shape {format_shape(stored[name].shape)} in the file, "
                 f"the model needs {format_shape(shape)}",
                 path=path,
             )
-        if not np.issubdtype(value.dtype, np.floating):
-            raise ModelFileError(f"weight '{name}' has dtype {value.dtype}, not float", path=path)
-    result = {name: stored[name] for name in expected}
-    _check_finite(path, result)
-    return result
+    return {name: stored[name] for name in expected}
 
 
 def _check_finite(path: Path, weights: Mapping[str, Array]) -> None:

@@ -23,7 +23,8 @@ from safetensors.numpy import load as _decode
 from safetensors.numpy import save as _encode
 
 from ..errors import ModelFileError
-from ..tensors import Shape, format_shape
+from ..tensors import Shape
+from ..weights_io import match_named_weights
 
 Array = NDArray[Any]
 
@@ -94,23 +95,4 @@ def load_safetensors(path: Path, expected: Mapping[str, Shape]) -> dict[str, Arr
     """The weights named in ``expected`` (name -> shape, model order), checked by name and
     shape: missing and unknown names are listed, a wrong shape names both shapes."""
     stored, _ = read_safetensors(path)
-    missing = [n for n in expected if n not in stored]
-    unknown = [n for n in stored if n not in expected]
-    if missing or unknown:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing}")
-        if unknown:
-            parts.append(f"not in this model {unknown}")
-        raise ModelFileError(f"weight names do not match the model: {'; '.join(parts)}", path=path)
-    result: dict[str, Array] = {}
-    for name, shape in expected.items():
-        value = stored[name]
-        if tuple(value.shape) != tuple(shape):
-            raise ModelFileError(
-                f"weight '{name}' has shape {format_shape(value.shape)} in the file, "
-                f"the model needs {format_shape(shape)}",
-                path=path,
-            )
-        result[name] = value
-    return result
+    return match_named_weights(path, stored, expected)
