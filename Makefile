@@ -28,6 +28,7 @@ test: install test-rust test-python typecheck
 
 test-rust:
 	cargo test --workspace --quiet
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 test-python: install
 	$(PY) -m pytest -q
