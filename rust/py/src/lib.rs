@@ -250,6 +250,12 @@ impl CoreExecutor {
             .map_err(|e| CoreError::new_err(e.to_string()))
     }
 
+    /// Drops the swap file's pages from the process's resident set (after the weights
+    /// were written into their slots; the page cache keeps the data).
+    fn release_swap_pages(&mut self) {
+        self.inner.release_swap_pages();
+    }
+
     /// The swap file's path (None without swapping).
     #[getter]
     fn swap_path(&self) -> Option<std::path::PathBuf> {

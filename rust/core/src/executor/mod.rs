@@ -188,6 +188,14 @@ impl Executor {
         Ok(())
     }
 
+    /// Drops the swap file's pages from the process's resident set (after the weights
+    /// were copied into their slots).
+    pub fn release_swap_pages(&mut self) {
+        if let Some(swap) = self.state.swap.as_mut() {
+            swap.release_file_pages();
+        }
+    }
+
     /// Puts every swapped tensor back in its slot (resident weights written back), then
     /// unlinks the swap file; training afterwards is refused.
     pub fn close_swap(&mut self) {

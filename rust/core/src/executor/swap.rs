@@ -131,6 +131,16 @@ impl SwapFile {
         Ok(made)
     }
 
+    /// Bytes of the file.
+    pub fn len(&self) -> usize {
+        self.map.as_ref().map_or(0, |m| m.len())
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Where the file is.
     pub fn path(&self) -> &Path {
         &self.path
@@ -165,6 +175,22 @@ struct Job {
     from: usize,
     to: usize,
     n: usize,
+    /// The whole pages of the mapping the copy touched, `(start, len)`: released from
+    /// the process afterwards, so swapped bytes stop counting in its resident set.
+    release: (usize, usize),
+}
+
+/// Drops pages of the shared file mapping from the process (`MADV_DONTNEED`): the page
+/// cache keeps their data and writes it back, a later access faults them in again.
+fn release_pages(start: usize, len: usize) {
+    #[cfg(unix)]
+    if len > 0 {
+        // SAFETY: `[start, start + len)` is whole pages inside the live mapping of a
+        // shared file; dropping them loses no data.
+        unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+    }
+    #[cfg(not(unix))]
+    let _ = (start, len);
 }
 
 /// Jobs completed so far, and the signal that more completed.
@@ -203,6 +229,7 @@ impl Worker {
                             job.n,
                         )
                     };
+                    release_pages(job.release.0, job.release.1);
                     let mut done = seen.done.lock().unwrap_or_else(|e| e.into_inner());
                     *done += 1;
                     seen.changed.notify_all();
@@ -406,6 +433,14 @@ impl SwapRuntime {
         }
     }
 
+    /// Drops the whole file's pages from the process (after the caller wrote the weights
+    /// into their slots, which touched them); their data stays in the page cache.
+    pub fn release_file_pages(&mut self) {
+        self.drain();
+        let page = page_size();
+        release_pages(self.file.as_ptr() as usize, self.file.len() / page * page);
+    }
+
     /// Waits for every transfer issued (time counted, not as late read-ins).
     pub fn wait_all(&mut self) {
         self.drain();
@@ -494,6 +529,12 @@ impl SwapRuntime {
         let file = self.file.as_ptr() as usize + slot;
         let arena = memory.arena().as_ptr() as usize + offset;
         let (from, to) = if read { (file, arena) } else { (arena, file) };
+        let page = page_size();
+        let base = self.file.as_ptr() as usize;
+        let first = (slot / page) * page;
+        let last = (slot + n).div_ceil(page) * page;
+        let last = last.min(self.file.len() / page * page);
+        let release = (base + first, last.saturating_sub(first));
         let counted = n as u64;
         if read {
             self.read += counted;
@@ -502,8 +543,26 @@ impl SwapRuntime {
             self.written += counted;
             self.traffic.total_written += counted;
         }
-        self.worker.issue(Job { from, to, n })
+        self.worker.issue(Job {
+            from,
+            to,
+            n,
+            release,
+        })
     }
+}
+
+/// The system's page size.
+fn page_size() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if size > 0 {
+            return size as usize;
+        }
+    }
+    4096
 }
 
 fn schedule(program: &Program) -> &Swap {
