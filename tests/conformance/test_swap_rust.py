@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +185,25 @@ def test_the_core_runs_the_golden_schedule(stem: str, tmp_path: Path) -> None:
     want, got = plain.get_weights(), model.get_weights()
     assert all(np.array_equal(want[k], got[k]) for k in want)
     model.close()
+
+
+def test_the_swap_file_goes_when_the_interpreter_exits(tmp_path: Path) -> None:
+    """A model never closed: its swap file is removed at exit all the same."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[2])\n"
+        "from planning_models import BUILDERS\n"
+        "from edgetrain import Model\n"
+        "layers, loss, shape, optimizer = BUILDERS['mlp']()\n"
+        "model = Model(layers, loss=loss)\n"
+        "model.compile(optimizer(), batch_size=4, backend='rust', swap=True, swap_dir=sys.argv[1])\n"
+        "assert model._train.swap_path is not None\n"
+        "print(model._train.swap_path)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), str(ROOT / "tests")], capture_output=True, text=True, check=True
+    )
+    assert Path(done.stdout.strip()).parent == tmp_path
+    assert not list(tmp_path.iterdir())
 
 
 # -- faults ---------------------------------------------------------------------------

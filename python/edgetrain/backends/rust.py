@@ -12,6 +12,7 @@ alive by the core executor. Every ``_core`` error is raised as edgetrain's own
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -102,6 +103,8 @@ class RustExecutor(Executor):
         self.core = _core_call(lambda: _core.CoreExecutor(description, int(count), seed, folder))
         self.schedule = schedule
         self.traffic = SwapTraffic()
+        if schedule is not None:  # the swap file goes at interpreter exit too
+            weakref.finalize(self, self.core.close_swap)
         arrays: dict[str, Array] = {}
         shared = shared or {}
         for name in program.tensors:
