@@ -95,7 +95,7 @@ def run(workloads: list[Workload], args: argparse.Namespace) -> list[dict[str, A
     print(f"{threads} threads; median of {args.steps} steps after {args.warmup}; "
           "memory = peak RSS growth while building and training")
     header = f"{'workload':<14}{'framework':<18}{'s/step':>10}{'peak growth':>13}"
-    print(header + f"{'time/torch':>11}{'mem/torch':>10}")
+    print(header + (f"{'time/torch':>11}{'mem/torch':>10}" if "pytorch" in frameworks else ""))
     rows: list[dict[str, Any]] = []
     for workload in workloads:
         results = {f: _run_one(workload, f, threads, args) for f in frameworks}
