@@ -20,7 +20,7 @@ import pytest
 from edgetrain import Model
 from edgetrain.backends.lowering import lower_swap
 from edgetrain.backends.rust import RustExecutor
-from edgetrain.errors import EdgetrainError, StateError, SwapError
+from edgetrain.errors import StateError, SwapError
 from edgetrain.graph import build_graph
 from edgetrain.ini import read_ini
 from edgetrain.losses import make_loss
@@ -29,6 +29,7 @@ from edgetrain.planning.budget import choose_swap
 from edgetrain.planning.swap import SwapSchedule, plan_swap
 from edgetrain.program import Program, build_program
 from planning_models import BUILDERS
+from swap_faults import fails_cleanly
 
 pytest.importorskip("edgetrain._core")
 
@@ -209,34 +210,15 @@ def test_the_swap_file_goes_when_the_interpreter_exits(tmp_path: Path) -> None:
 # -- faults ---------------------------------------------------------------------------
 
 
-def _fails_cleanly(directory: Path, match: str, watch: Path | None = None) -> None:
-    layers, loss, shape, optimizer = BUILDERS["convnet"]()
-    model = Model(layers, loss=loss)
-    model.compile(optimizer(), batch_size=BATCH, seed=3, backend="rust", threads=1)
-    x, y = _data(model, shape, 0)
-    model.train_step(x, y)
-    before = model.get_weights()
-    with pytest.raises(SwapError, match=match) as info:
-        model.compile(optimizer(), batch_size=BATCH, seed=3, backend="rust", swap=True, swap_dir=directory)
-    assert isinstance(info.value, EdgetrainError)
-    after = model.get_weights()
-    for key, value in before.items():
-        np.testing.assert_array_equal(after[key], value, err_msg=key)
-    model.train_step(x, y)  # the model it was still trains
-    folder = watch if watch is not None else directory
-    if folder.is_dir():
-        assert not [p for p in folder.iterdir() if p.name.startswith("edgetrain-swap-")]
-
-
 def test_a_missing_directory(tmp_path: Path) -> None:
-    _fails_cleanly(tmp_path / "nowhere", r"swap directory .*nowhere does not exist")
+    fails_cleanly(tmp_path / "nowhere", r"swap directory .*nowhere does not exist", backend="rust")
 
 
 def test_a_directory_under_a_regular_file(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    _fails_cleanly(blocker / "swap", "does not exist", watch=tmp_path)
-    _fails_cleanly(blocker, "is not a directory", watch=tmp_path)
+    fails_cleanly(blocker / "swap", "does not exist", watch=tmp_path, backend="rust")
+    fails_cleanly(blocker, "is not a directory", watch=tmp_path, backend="rust")
 
 
 def test_an_unwritable_directory() -> None:
@@ -249,7 +231,7 @@ def test_an_unwritable_directory() -> None:
         pass
     else:
         pytest.skip("/sys/kernel is writable here")
-    _fails_cleanly(target, r"cannot create the swap file \(.*\) in /sys/kernel: Permission denied")
+    fails_cleanly(target, r"cannot create the swap file \(.*\) in /sys/kernel: Permission denied", backend="rust")
 
 
 def test_no_space_for_the_swap_file(tmp_path: Path) -> None:
@@ -258,6 +240,6 @@ def test_no_space_for_the_swap_file(tmp_path: Path) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
     try:
-        _fails_cleanly(tmp_path, "not enough space")
+        fails_cleanly(tmp_path, "not enough space", backend="rust")
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))

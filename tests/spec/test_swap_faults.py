@@ -14,51 +14,21 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from edgetrain import Model
-from edgetrain.errors import EdgetrainError, SwapError
 from edgetrain.swapping import SwapFile
-from planning_models import BUILDERS
-
-
-def _trained_model(batch: int) -> tuple[Model, np.ndarray, np.ndarray]:
-    layers, loss, shape, optimizer = BUILDERS["convnet"]()
-    model = Model(layers, loss=loss)
-    model.compile(optimizer(), batch_size=batch, seed=3)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch, *shape)).astype(np.float32)
-    y = rng.integers(0, 5, size=batch)
-    model.train_step(x, y)
-    return model, x, y
-
-
-def _fails_cleanly(directory: Path, match: str, watch: Path | None = None, batch: int = 4) -> None:
-    model, x, y = _trained_model(batch)
-    before = model.get_weights()
-    _, _, _, optimizer = BUILDERS["convnet"]()
-    with pytest.raises(SwapError, match=match) as info:
-        model.compile(optimizer(), batch_size=batch, seed=3, swap=True, swap_dir=directory)
-    assert isinstance(info.value, EdgetrainError) and isinstance(info.value, OSError)
-    after = model.get_weights()
-    for key, value in before.items():
-        np.testing.assert_array_equal(after[key], value, err_msg=key)
-    model.train_step(x, y)  # the model it was still trains
-    folder = watch if watch is not None else directory
-    if folder.is_dir():
-        assert not [p for p in folder.iterdir() if p.name.startswith("edgetrain-swap-")]
+from swap_faults import fails_cleanly
 
 
 def test_a_missing_directory(tmp_path: Path) -> None:
-    _fails_cleanly(tmp_path / "nowhere", r"swap directory .*nowhere does not exist")
+    fails_cleanly(tmp_path / "nowhere", r"swap directory .*nowhere does not exist")
 
 
 def test_a_directory_under_a_regular_file(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    _fails_cleanly(blocker / "swap", "does not exist", watch=tmp_path)
-    _fails_cleanly(blocker, "is not a directory", watch=tmp_path)
+    fails_cleanly(blocker / "swap", "does not exist", watch=tmp_path)
+    fails_cleanly(blocker, "is not a directory", watch=tmp_path)
 
 
 def test_an_unwritable_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,7 +36,7 @@ def test_an_unwritable_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(tempfile, "mkstemp", denied)
-    _fails_cleanly(tmp_path, r"cannot create the swap file \(.*\) in .*: Permission denied")
+    fails_cleanly(tmp_path, r"cannot create the swap file \(.*\) in .*: Permission denied")
 
 
 def test_no_space_for_the_swap_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,7 +44,7 @@ def test_no_space_for_the_swap_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "posix_fallocate", full)
-    _fails_cleanly(tmp_path, "not enough space")
+    fails_cleanly(tmp_path, "not enough space")
 
 
 def test_no_space_where_the_file_system_cannot_preallocate(
@@ -88,7 +58,7 @@ def test_no_space_where_the_file_system_cannot_preallocate(
 
     monkeypatch.setattr(os, "posix_fallocate", unsupported)
     monkeypatch.setattr(os, "pwrite", full)
-    _fails_cleanly(tmp_path, "not enough space")
+    fails_cleanly(tmp_path, "not enough space")
 
 
 def test_the_zero_writing_fallback_makes_a_full_file(
@@ -126,7 +96,7 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_real_file_system_too_small(small_tmpfs: Path) -> None:
-    _fails_cleanly(small_tmpfs, "not enough space", batch=64)
+    fails_cleanly(small_tmpfs, "not enough space", batch=64)
     big = SwapFile(small_tmpfs, 32 * 1024)  # what fits is made and removed as usual
     big.close()
     assert not list(small_tmpfs.iterdir())
