@@ -22,7 +22,7 @@ from .data import (
 from .errors import ConfigError, DataError, StateError
 from .executor import Executor, HeapStore, TensorStore
 from .graph import Graph, build_graph
-from .initializers import initialize
+from .initializers import initialize_into
 from .layers.base import Layer
 from .losses import LossLayer, MeanSquaredError, make_loss
 from .planning import ArenaStore, MemoryPlan, check_plan, get_planner, plan_memory
@@ -233,7 +233,6 @@ class Model:
         self._graph = program.graph
         swapping = self._swap_setup(program, memory_budget, swap, lookahead, swap_dir)
         old_stores = [e.store for e in (self._train, *self._inference.values()) if e is not None]
-        self._init_weights(program)
         self._inference = {}
         self._train = None
         try:
@@ -309,19 +308,24 @@ class Model:
             return schedule, executor
         return schedule, SwapFile(swap_dir, schedule.swap_file_bytes)
 
-    def _init_weights(self, program: Program) -> None:
+    def _place_weights(self, program: Program, store: TensorStore) -> None:
+        """Writes every weight's initial value straight into its tensor in ``store`` (the
+        arena, or a swap file slot) and makes ``_weights`` those views: a weight of the
+        same shape keeps its values from the previous compile, a new one is drawn from
+        ``seed``, in graph order, a block at a time (``initialize_into``). No copy of the
+        weights exists beside the arena, so compiling adds nothing to the peak memory."""
         rng = np.random.default_rng(self.seed)
-        fresh: dict[str, Array] = {}
+        placed: dict[str, Array] = {}
         for node in program.graph.nodes:
             for spec in node.setup.weights:
                 name = f"{node.name}:{spec.name}"
-                old = self._weights.get(name)
+                target, old = store[name], self._weights.get(name)
                 if old is not None and old.shape == spec.shape:
-                    fresh[name] = old.astype(self.dtype, copy=False)
+                    np.copyto(target, old, casting="unsafe")
                 else:
-                    values = initialize(spec.initializer, spec.shape, rng)
-                    fresh[name] = values.astype(self.dtype)
-        self._weights = fresh
+                    initialize_into(spec.initializer, target, rng)
+                placed[name] = target
+        self._weights = placed
 
     def _executor(
         self,
@@ -344,13 +348,13 @@ class Model:
             schedule, swap_file = swapping
             assert isinstance(swap_file, SwapFile)
             swap_store = SwapStore(program.tensors, schedule, swap_file, poison=self.debug_poison)
-            for name, values in self._weights.items():
-                np.copyto(swap_store[name], values)
-                self._weights[name] = swap_store[name]
+            self._place_weights(program, swap_store)
             swap_store.release_file_pages()
             store = swap_store
         elif self.planner is None:
-            store = HeapStore(program.tensors, shared=self._weights)
+            store = HeapStore(program.tensors, shared=None if owns_weights else self._weights)
+            if owns_weights:
+                self._place_weights(program, store)
         else:
             external = () if owns_weights else list(self._weights)
             plan = plan_memory(program, self.planner, external=external)
@@ -359,9 +363,7 @@ class Model:
             shared = None if owns_weights else self._weights
             store = ArenaStore(program.tensors, plan, shared=shared, poison=self.debug_poison)
             if owns_weights:
-                for name, values in self._weights.items():
-                    np.copyto(store[name], values)
-                    self._weights[name] = store[name]
+                self._place_weights(program, store)
         rng = np.random.default_rng(self.seed + 1)
         return Executor(program, store, self.optimizer, rng)
 
@@ -414,10 +416,8 @@ class Model:
                 shared=None if owns_weights else self._weights,
             )
         if owns_weights:
-            for name, values in self._weights.items():
-                np.copyto(executor.store[name], values)
-                self._weights[name] = executor.store[name]
-            if swapping is not None:  # the copies touched the file's pages
+            self._place_weights(program, executor.store)
+            if swapping is not None:  # the initial values touched the file's pages
                 executor.core.release_swap_pages()
         return executor
 

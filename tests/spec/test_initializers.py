@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from edgetrain import ConfigError, Model
 from edgetrain import layers as L
 from edgetrain import optimizers as O
-from edgetrain.initializers import INITIALIZERS, fans, initialize
+from edgetrain.initializers import FILL_BLOCK, INITIALIZERS, fans, initialize, initialize_into
 
 
 def test_fans_per_layout() -> None:
@@ -110,3 +111,38 @@ def test_float64_model_draws_the_same_numbers() -> None:
     wa, wb = a.get_weights(), b.get_weights()
     for name in wa:
         np.testing.assert_array_equal(wa[name], wb[name].astype(np.float32))
+
+
+@pytest.mark.parametrize("name", sorted(INITIALIZERS))
+def test_in_place_fill_gives_the_whole_draw_across_blocks(name: str) -> None:
+    shape = (3, FILL_BLOCK // 3 + 5, 2)  # spans three blocks, the last one partial
+    whole = initialize(name, shape, np.random.default_rng(11))
+    out = np.empty(shape, np.float32)
+    initialize_into(name, out, np.random.default_rng(11))
+    np.testing.assert_array_equal(out, whole.astype(np.float32))
+
+
+def test_in_place_fill_refuses_a_strided_view() -> None:
+    out = np.zeros((8, 8), np.float32)[:, ::2]
+    with pytest.raises(ValueError, match="contiguous"):
+        initialize_into("he_normal", out, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("backend", ["python", "rust"])
+def test_compile_initialises_weights_in_the_arena_without_a_copy(backend: str) -> None:
+    """numpy's allocations are traced: compiling a model with 16 MiB of weights may
+    allocate the (python) arena and small things, never a second copy of the weights."""
+    if backend == "rust":
+        pytest.importorskip("edgetrain._core")
+    model = Model([L.Input(shape=(2048,)), L.FullyConnected(unit=2048), L.FullyConnected(unit=4)], loss="mse")
+    weight_bytes = (2048 * 2048 + 2048 + 2048 * 4 + 4) * 4
+    tracemalloc.start()
+    try:
+        model.compile(O.SGD(0.1), batch_size=2, backend=backend)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    arena = model.plan().arena_bytes if backend == "python" else 0
+    assert peak < arena + weight_bytes // 4
+    assert np.abs(model.get_weights()["fully_connected1:weight"]).max() > 0
+    model.close()
