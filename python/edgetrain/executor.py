@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from .generator_state import decode_rng, encode_rng
 from .layers.base import LayerContext, StepKind, WeightPenalty
 from .layers.normalization import BatchNormalization, LayerNormalization
 from .optimizers import Optimizer
@@ -70,6 +71,18 @@ class Executor:
         self.optimizer = optimizer
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.update_count = 0
+
+    def dropout_state(self) -> dict[str, Any]:
+        """The dropout generator's state, JSON-safe: checkpoints save it."""
+        return encode_rng(self.rng.bit_generator.state)
+
+    def check_dropout_state(self, state: Mapping[str, Any]) -> None:
+        """Refuses (ConfigError) a saved state this executor cannot continue from."""
+        decode_rng(state)
+
+    def restore_dropout_state(self, state: Mapping[str, Any]) -> None:
+        """Continues the dropout masks from a saved :meth:`dropout_state`."""
+        self.rng.bit_generator.state = decode_rng(state)
 
     def context(self, binding: Binding, *, training: bool, label: bool) -> LayerContext:
         s = self.store

@@ -35,6 +35,7 @@ from .checkpoint import (
 from .data import DataLoader, Dataset
 from .errors import CheckpointError, ConfigError, StateError
 from .executor import Executor
+from .generator_state import decode_rng, encode_rng
 from .program import Program
 from .tensors import format_shape
 
@@ -251,35 +252,6 @@ def _check_settings(path: Path, saved: Mapping[str, Any], current: Mapping[str, 
         )
 
 
-# -- random generators --------------------------------------------------------------------------
-
-
-def encode_rng(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A PCG64 generator state (``Generator.bit_generator.state``) as JSON-safe values:
-    the 128-bit numbers as decimal strings."""
-    if state.get("bit_generator") != "PCG64":
-        raise StateError(
-            f"only PCG64 generators can be checkpointed, not {state.get('bit_generator')}"
-        )
-    return {
-        "bit_generator": "PCG64",
-        "state": str(state["state"]["state"]),
-        "inc": str(state["state"]["inc"]),
-        "has_uint32": int(state["has_uint32"]),
-        "uinteger": int(state["uinteger"]),
-    }
-
-
-def decode_rng(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`encode_rng`."""
-    return {
-        "bit_generator": "PCG64",
-        "state": {"state": int(data["state"]), "inc": int(data["inc"])},
-        "has_uint32": int(data["has_uint32"]),
-        "uinteger": int(data["uinteger"]),
-    }
-
-
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -333,7 +305,7 @@ class Checkpointer:
             },
             "rng": {
                 "loader_epoch_start": encode_rng(run.loader_rng),
-                "dropout": encode_rng(self.trainer.rng.bit_generator.state),
+                "dropout": self.trainer.dropout_state(),
             },
             "metrics": {
                 "loss_sum": run.loss_sum,
@@ -378,7 +350,7 @@ class Checkpointer:
                 correct=int(metrics["correct"]),
                 seen=int(metrics["seen"]),
             )
-            dropout = decode_rng(rngs["dropout"])
+            dropout = rngs["dropout"]
             iteration = int(progress["iteration"])
             past = {
                 k: [float(v) for v in metrics["history"][k]]
@@ -390,12 +362,13 @@ class Checkpointer:
             raise CheckpointError(f"incomplete checkpoint state ({err!r})", path=path) from None
         try:
             check_optimizer_state(self.trainer, optimizer)
+            self.trainer.check_dropout_state(dropout)
             self.model.set_weights(weights)
             write_optimizer_state(self.trainer, optimizer)
         except ConfigError as err:
             raise CheckpointError(str(err), path=path) from None
         self.model.iteration = iteration
-        self.trainer.rng.bit_generator.state = dropout
+        self.trainer.restore_dropout_state(dropout)
         history.loss, history.accuracy = past["loss"], past["accuracy"]
         history.val_loss, history.val_accuracy = past["val_loss"], past["val_accuracy"]
         history.resumed_from = path

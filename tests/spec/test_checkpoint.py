@@ -29,7 +29,8 @@ from edgetrain.checkpoint import (
     write_checkpoint,
 )
 from edgetrain.model import EpochProgress, History
-from edgetrain.training import OptimizerState, TrainingInterrupted, encode_rng
+from edgetrain.generator_state import encode_rng
+from edgetrain.training import OptimizerState, TrainingInterrupted
 
 RNG = np.random.default_rng(7)
 X = RNG.normal(size=(70, 6))

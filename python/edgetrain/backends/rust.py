@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError, DataError, EdgetrainError, ShapeError, SwapError
 from ..executor import Executor
+from ..generator_state import decode_splitmix, encode_splitmix
 from ..optimizers import Optimizer
 from ..planning.plan import MemoryPlan
 from ..planning.swap import SwapSchedule
@@ -122,6 +123,15 @@ class RustExecutor(Executor):
     @property
     def threads(self) -> int:
         return int(self.core.threads)
+
+    def dropout_state(self) -> dict[str, Any]:
+        return encode_splitmix(self.core.dropout_state)
+
+    def check_dropout_state(self, state: Mapping[str, Any]) -> None:
+        decode_splitmix(state)
+
+    def restore_dropout_state(self, state: Mapping[str, Any]) -> None:
+        self.core.dropout_state = decode_splitmix(state)
 
     def train_step(self, inputs: Sequence[Array], label: Array, lr: float) -> float:
         """One iteration in the core, the GIL released; the loss plus the L2 penalty."""

@@ -301,6 +301,18 @@ impl CoreExecutor {
     fn threads(&self) -> usize {
         self.inner.threads()
     }
+
+    /// The dropout generator's state (SplitMix64): saving it and setting it back later
+    /// continues the same masks, which is how a checkpoint resumes exactly.
+    #[getter]
+    fn dropout_state(&self) -> u64 {
+        self.inner.dropout_state()
+    }
+
+    #[setter]
+    fn set_dropout_state(&mut self, state: u64) {
+        self.inner.set_dropout_state(state);
+    }
 }
 
 /// The version of the compiled core, equal to the Python package's version.

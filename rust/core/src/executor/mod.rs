@@ -37,9 +37,15 @@ pub struct Mode {
 pub struct Rng(u64);
 
 impl Rng {
-    /// A generator from `seed`.
+    /// A generator from `seed`, which is also its state: [`Rng::state`] of a generator
+    /// gives one that continues the same sequence.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
+    }
+
+    /// The whole state: the next masks follow from it alone (checkpoints save it).
+    pub fn state(&self) -> u64 {
+        self.0
     }
 
     /// The next uniform number in `[0, 1)` with 24 random bits.
@@ -123,7 +129,17 @@ impl Executor {
         &self.state.memory
     }
 
-    /// The threads of the pool.
+    /// The dropout generator's state (it advances with every mask drawn).
+    pub fn dropout_state(&self) -> u64 {
+        self.state.rng.state()
+    }
+
+    /// Continues the dropout masks from a saved [`Executor::dropout_state`].
+    pub fn set_dropout_state(&mut self, state: u64) {
+        self.state.rng = Rng::new(state);
+    }
+
+    /// Threads of the pool.
     pub fn threads(&self) -> usize {
         self.state.threads
     }
