@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import __version__
+from .backends import BACKENDS
 from .checkpoint import CheckpointWarning, checkpoint_files, describe_checkpoint
 from .data import ArrayDataset, Dataset, split_dataset
 from .datasets import NAMED_DATASETS, RawFileDataset, load_named
@@ -145,6 +146,19 @@ def _recompute_argument(parser: argparse.ArgumentParser) -> None:
         help="recompute activations after batch/layer norms in the backward pass instead of "
         "keeping them, and drop max pooling's argmax where it can (same results, less memory; "
         "spec/recompute.md; the model file's [Model] recompute = true does the same)",
+    )
+
+
+def _backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="executor: the compiled rust core, the numpy reference (python), or auto: the "
+        "core wherever it can run the model (default)",
+    )
+    parser.add_argument(
+        "--threads", type=_positive_int, help="threads of the rust core (default: every core this process may use)"
     )
 
 
@@ -321,6 +335,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _recompute_argument(parser)
     _swap_arguments(parser, files=True)
+    _backend_arguments(parser)
 
 
 @command("train", "train a model file on data, report accuracy and memory, save weights", _train_arguments)
@@ -332,6 +347,8 @@ def train(args: argparse.Namespace) -> int:
         training=True,
         swap_args=args,
         recompute=args.recompute,
+        backend=args.backend,
+        threads=args.threads,
     )
     with setup.model:
         return _train(args, setup)
@@ -363,7 +380,7 @@ def _train(args: argparse.Namespace, setup: ModelFileSetup) -> int:
     print(
         f"training {args.model.name}: {len(train_data)} samples"
         + (f", {len(valid_data)} for validation" if valid_data is not None else "")
-        + f", batch size {model.batch_size}, {epochs} epoch(s)"
+        + f", batch size {model.batch_size}, {epochs} epoch(s), {model.backend} backend"
     )
     if args.resume:
         found = checkpoint_files(args.checkpoint)
@@ -514,11 +531,12 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("--batch-size", type=_positive_int, help="batch size (default: the model file's)")
+    _backend_arguments(parser)
 
 
 @command("evaluate", "score trained weights on data: loss and accuracy", _evaluate_arguments)
 def evaluate(args: argparse.Namespace) -> int:
-    setup = open_model_file(args.model, batch_size=args.batch_size)
+    setup = open_model_file(args.model, batch_size=args.batch_size, backend=args.backend, threads=args.threads)
     model = setup.model
     model.load(args.weights)
     source: str | Path | None = args.data or setup.test_data or setup.valid_data
@@ -654,10 +672,12 @@ def open_model_file(
     training: bool = False,
     swap_args: argparse.Namespace | None = None,
     recompute: bool = False,
+    backend: str = "auto",
+    threads: int | None = None,
 ) -> ModelFileSetup:
     """Read a model file and compile it (for training when ``training``; swapping as
     ``swap_args`` and the model file's memory_swap keys say when given; recomputing when
-    ``recompute`` or the file's ``[Model] recompute``)."""
+    ``recompute`` or the file's ``[Model] recompute``) on ``backend``."""
     model = Model.from_ini(path)
     description = model.description
     assert description is not None
@@ -669,6 +689,8 @@ def open_model_file(
         batch_size=batch_size or description.batch_size,
         seed=seed,
         recompute=recompute or description.recompute,
+        backend=backend,
+        threads=threads,
         **swap,  # type: ignore[arg-type]
     )
     data = description.data

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .backends.choice import resolve_backend
 from .data import (
     ArrayDataset,
     Dataset,
@@ -171,7 +172,7 @@ class Model:
         lookahead: int | None = None,
         swap_dir: str | os.PathLike[str] | None = None,
         recompute: bool = False,
-        backend: str = "python",
+        backend: str = "auto",
         threads: int | None = None,
     ) -> None:
         """Build the graph and program for ``batch_size`` and initialise weights from
@@ -180,8 +181,11 @@ class Model:
         ``backend="rust"`` runs the program in the compiled core (``spec/core-program.md``)
         on ``threads`` threads (default: every core the process may use); ``"python"`` is
         the numpy reference. Both give the same results within the tolerances of
-        ``spec/core-program.md``; the rust backend refuses float64, swapping and
-        ``debug_poison`` (ConfigError), and layer types it cannot run yet, by name.
+        ``spec/core-program.md``; the rust backend refuses float64 and ``debug_poison``
+        (ConfigError), and layer types it cannot run yet, by name. ``"auto"`` (the
+        default) is the rust backend wherever it can run the model and the python one
+        otherwise (float64, ``debug_poison``, such a layer, or no ``_core`` built);
+        ``model.backend`` tells which.
 
         Swapping (``spec/swapping.md``): ``memory_budget`` (bytes, or ``"64MiB"``,
         ``"1.5GB"``, ``"25%"`` of the plan without swap) chooses buffers to swap to a file and the lookahead so that the
@@ -203,8 +207,8 @@ class Model:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
-        self._check_backend(backend, threads, debug_poison, memory_budget, swap)
-        self.backend, self.threads = backend, threads
+        self._check_backend(backend, threads, debug_poison)
+        self.threads = threads
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size <= 0:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         if planner is not None:
@@ -231,6 +235,7 @@ class Model:
             self.recompute,
         )
         self._graph = program.graph
+        self.backend = resolve_backend(backend, program, optimizer, debug_poison=self.debug_poison)
         swapping = self._swap_setup(program, memory_budget, swap, lookahead, swap_dir)
         old_stores = [e.store for e in (self._train, *self._inference.values()) if e is not None]
         self._inference = {}
@@ -372,8 +377,6 @@ class Model:
         backend: str,
         threads: int | None,
         debug_poison: bool,
-        memory_budget: int | str | None,
-        swap: bool,
     ) -> None:
         from .backends import BACKENDS
 

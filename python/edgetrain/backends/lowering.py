@@ -40,7 +40,7 @@ from ..program import Binding, Program, Step
 from ..tensors import Shape
 
 #: the executors ``Model.compile(backend=...)`` accepts
-BACKENDS = ("python", "rust")
+BACKENDS = ("auto", "python", "rust")
 FORMAT = "edgetrain-core-program"
 #: the step kinds the core runs
 STEP_KINDS = ("forward", "calc_gradient", "calc_derivative", "apply_gradient", "recompute")
@@ -129,9 +129,13 @@ def lower_optimizer(optimizer: Optimizer | None) -> dict[str, Any] | None:
     raise ConfigError(f"the rust backend cannot run optimizer '{optimizer.type_name}' yet")
 
 
-def lowering_refusal(program: Program) -> str | None:
-    """Why the core cannot run ``program`` (None when it can): the first layer of an
-    unsupported type, or a float type other than float32."""
+def lowering_refusal(program: Program, optimizer: Optimizer | None = None) -> str | None:
+    """Why the core cannot run ``program`` with ``optimizer`` (None when it can): a float
+    type other than float32, the first layer of an unsupported type, or the optimizer."""
+    try:
+        lower_optimizer(optimizer)
+    except ConfigError as error:
+        return str(error)
     if program.dtype != np.dtype(np.float32):
         return f"the rust backend runs float32 programs, got {program.dtype}"
     for step in program.steps:
