@@ -77,6 +77,31 @@ def test_overlapping_resident_blocks_are_caught() -> None:
     _fails(model, on_weight, f"x:output@{segment.start}")
 
 
+def test_a_block_reused_while_its_write_out_runs_is_caught() -> None:
+    """A written-out segment's block is reserved through the order after its last use; a
+    schedule that gives those bytes to a block starting at that order is unsafe, as is one
+    claiming a shorter reservation."""
+    model, _ = _schedule()
+    schedule = plan_swap(model.program, ["x:output"], lookahead=0)
+    first = schedule.segments["x:output"][0]
+    assert first.exit is Exit.WRITE and first.held == first.end + 1
+    _fails(model, _with_segment(schedule, "x:output", 0, held=first.end), "holds its block through")
+    everything = plan_swap(model.program, lookahead=0)
+    pairs = [
+        (s, o)
+        for ss in everything.segments.values()
+        for s in ss
+        for os in everything.segments.values()
+        for o in os
+        if s.held == s.end + 1 and o.start == s.held and o.buffer != s.buffer
+    ]
+    assert pairs, "some segment should start at the order a write-out runs beside"
+    written, starting = pairs[0]
+    clash = _with_segment(everything, starting.buffer, starting.number, offset=written.offset)
+    name = f"'{written.buffer}@{written.start}'"
+    _fails(model, clash, f"{name} .* overlaps|overlaps {name}")
+
+
 def test_overlapping_swap_slots_are_caught() -> None:
     model, schedule = _schedule()
     slots = dict(schedule.slots)

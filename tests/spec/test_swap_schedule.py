@@ -43,6 +43,9 @@ def test_an_activation_is_written_after_its_forward_use_and_read_back_before_its
         uses = plan.tensors["x:output"].orders  # loaded at 0, read by fc1 at 1, its gradient late
         first, second = schedule.segments["x:output"]
         assert (first.start, first.end, first.read_in, first.exit) == (0, 1, False, Exit.WRITE)
+        # the write-out runs beside order 2: the block stays reserved through it
+        assert first.held == 2 and second.held == second.end
+        assert "x:output" in schedule.orders[2].resident
         assert second.read_in and second.start == uses[-1] - lookahead
         assert second.end == uses[-1] and second.exit is Exit.FREE
         assert schedule.orders[second.start].read_in == ("x:output",)
@@ -51,6 +54,26 @@ def test_an_activation_is_written_after_its_forward_use_and_read_back_before_its
         assert "x:output" in schedule.orders[second.start].resident
         nbytes = plan.tensors["x:output"].nbytes
         assert schedule.bytes_written == schedule.bytes_read == nbytes
+
+
+def test_a_written_out_block_is_reserved_one_order_longer_and_dropped_ones_are_not() -> None:
+    model = _compiled("mlp")
+    last = len(model.program.steps) - 1
+    for lookahead in (0, 2):
+        schedule = plan_swap(model.program, lookahead=lookahead)
+        for segments in schedule.segments.values():
+            for s in segments:
+                want = min(s.end + 1, last) if s.exit is Exit.WRITE else s.end
+                assert s.held == want, s
+        held = [s for ss in schedule.segments.values() for s in ss if s.held > s.end]
+        assert held, "some write-out should hold its block past its last use"
+        for s in held:
+            # nobody else is given the block's bytes while the copy runs
+            for others in schedule.segments.values():
+                for o in others:
+                    if o is s or not (o.start <= s.held and s.start <= o.held):
+                        continue
+                    assert o.offset + o.size <= s.offset or s.offset + s.size <= o.offset
 
 
 def test_a_weight_is_dropped_when_unchanged_and_written_after_its_update() -> None:

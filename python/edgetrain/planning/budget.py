@@ -126,7 +126,7 @@ def _candidates(program: Program, base: MemoryPlan, lookahead: int) -> list[_Can
     for index, name in enumerate(swap_candidates(base, lookahead)):
         buffer = base.buffers[name]
         runs = buffer_runs(program, base, buffer, lookahead, untrained)
-        held = [(0, -1)] + [(r.start, r.end) for r in runs] + [(last + 1, last + 1)]
+        held = [(0, -1)] + [(r.start, r.held) for r in runs] + [(last + 1, last + 1)]
         absent = tuple(
             (max(a_end + 1, buffer.first), min(b_start - 1, buffer.last))
             for (_, a_end), (b_start, _) in itertools.pairwise(held)

@@ -241,7 +241,7 @@ def swap_figure(schedule: SwapSchedule, *, title: str | None = None) -> Figure:
     for name, segments in schedule.segments.items():
         kind = plan.buffers[name].kind
         for s in segments:
-            boxes.setdefault(kind, []).append((s.start - 0.5, s.end - s.start + 1, s.offset, s.size, True))
+            boxes.setdefault(kind, []).append((s.start - 0.5, s.held - s.start + 1, s.offset, s.size, True))
             middle = (s.offset + s.size / 2) / unit
             if s.read_in:
                 ins.append((s.start - 0.5, middle))

@@ -43,7 +43,9 @@ class Exit(enum.Enum):
 class Segment:
     """Buffer ``buffer`` resident over orders ``[start, end]`` at ``offset`` in the resident
     arena; ``read_in`` when it is read from the swap file before order ``start`` runs
-    (otherwise it is born there), ``exit`` says what happens after order ``end``."""
+    (otherwise it is born there), ``exit`` says what happens after order ``end``. Its arena
+    block stays reserved through order ``held`` (``end + 1`` for a write-out, clamped to
+    the last order, so the copy can run beside the next step; ``end`` otherwise)."""
 
     buffer: str
     number: int
@@ -54,6 +56,7 @@ class Segment:
     exit: Exit
     offset: int
     size: int
+    held: int
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class SwapSchedule:
                         "uses": list(s.uses),
                         "read_in": s.read_in,
                         "exit": s.exit.value,
+                        "held": s.held,
                         "offset": s.offset,
                         "bytes": s.size,
                     }
@@ -237,6 +241,7 @@ class Run:
     uses: tuple[int, ...]
     read_in: bool
     exit: Exit
+    held: int
 
 
 def buffer_runs(
@@ -246,11 +251,14 @@ def buffer_runs(
     lookahead: int,
     untrained: Collection[str],
 ) -> list[Run]:
-    """The segments of a swapped buffer, before offsets are given (``spec/swapping.md`` §3)."""
+    """The segments of a swapped buffer, before offsets are given (``spec/swapping.md`` §3);
+    a segment written out keeps its block one order longer, for the copy to overlap the
+    next step (§4)."""
     uses = buffer_uses(plan, buffer)
     writes = buffer_writes(program, plan, buffer, untrained)
     persistent = buffer.lifespan is Lifespan.PERSISTENT
     runs = split_uses(uses, lookahead)
+    last_order = len(program.steps) - 1
     result: list[Run] = []
     for j, run in enumerate(runs):
         dirty = any(k in writes for k in run)
@@ -264,7 +272,8 @@ def buffer_runs(
             exit_ = Exit.FREE
         else:
             exit_ = Exit.WRITE if (j == 0 or dirty) else Exit.DROP
-        result.append(Run(start, run[-1], run, read_in, exit_))
+        held = min(run[-1] + 1, last_order) if exit_ is Exit.WRITE else run[-1]
+        result.append(Run(start, run[-1], run, read_in, exit_, held))
     return result
 
 
@@ -283,7 +292,7 @@ def resident_blocks(
         if buffer.name in runs:
             for j, run in enumerate(runs[buffer.name]):
                 block_name = f"{buffer.name}#{j}"
-                blocks.append(Block(block_name, buffer.size, run.start, run.end, len(blocks)))
+                blocks.append(Block(block_name, buffer.size, run.start, run.held, len(blocks)))
                 owner[block_name] = (buffer.name, j)
         else:
             blocks.append(Block(buffer.name, buffer.size, buffer.first, buffer.last, len(blocks)))
@@ -347,6 +356,7 @@ def plan_swap(
                 r.exit,
                 offsets[f"{name}#{j}"],
                 base.buffers[name].size,
+                r.held,
             )
             for j, r in enumerate(runs[name])
         )

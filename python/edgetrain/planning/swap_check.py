@@ -10,7 +10,9 @@ version number per buffer (bumped by every step that may write it) and verifies:
   the swap file already holds, a free only ends a non-persistent buffer after its last
   use, and every swapped persistent buffer is in the file, current, between iterations;
 * the resident arena and the swap file are laid out safely: aligned offsets inside their
-  sizes, and no two blocks (slots) overlapping in bytes while both are held.
+  sizes, and no two blocks (slots) overlapping in bytes while both are held. A segment
+  that is written out holds its block through the order after its last (the copy runs
+  beside that step), the last order at most: the checker derives that window itself.
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ class SwapCheckError(PlanCheckError):
 
 @dataclass(frozen=True)
 class _Held:
-    """Bytes of one buffer resident over orders ``[first, last]`` at ``offset``."""
+    """Bytes of one buffer resident (usable) over orders ``[first, last]`` at ``offset``,
+    its block reserved through ``reserved`` (later than ``last`` while a write-out runs)."""
 
     buffer: str
     first: int
     last: int
     offset: int
     size: int
+    reserved: int
 
 
 def changed_orders(program: Program) -> dict[str, set[int]]:
@@ -94,12 +98,18 @@ def check_swap(program: Program, schedule: SwapSchedule) -> None:
     held: list[_Held] = []
     for buffer, offset in schedule.resident_offsets.items():
         b = plan.buffers[buffer]
-        held.append(_Held(buffer, b.first, b.last, offset, b.size))
+        held.append(_Held(buffer, b.first, b.last, offset, b.size, b.last))
     for buffer, segs in schedule.segments.items():
         if buffer in schedule.resident_offsets:
             problems.append(f"'{buffer}' is both swapped and resident throughout")
         for s in segs:
-            held.append(_Held(buffer, s.start, s.end, s.offset, s.size))
+            reserved = min(s.end + 1, last_order) if s.exit.value == "write" else s.end
+            if s.held != reserved:
+                problems.append(
+                    f"'{buffer}' segment at {s.start}..{s.end} ({s.exit.value}) holds its block "
+                    f"through {s.held}, not {reserved}"
+                )
+            held.append(_Held(buffer, s.start, s.end, s.offset, s.size, max(reserved, s.held)))
     missing = sorted(set(plan.buffers) - {h.buffer for h in held} - set(schedule.segments))
     problems += [f"buffer '{name}' is neither resident nor swapped" for name in missing]
 
@@ -127,7 +137,12 @@ def check_swap(program: Program, schedule: SwapSchedule) -> None:
     problems += check_layout(
         [
             Placement(
-                f"{h.buffer}@{h.first}", h.offset, h.size, h.first, h.last, f"{h.buffer}@{h.first}"
+                f"{h.buffer}@{h.first}",
+                h.offset,
+                h.size,
+                h.first,
+                h.reserved,
+                f"{h.buffer}@{h.first}",
             )
             for h in held
         ],
