@@ -84,6 +84,9 @@ def test_rust_swap_trains_as_without_swap_and_as_the_python_runtime(
     reads = sum(s.read_in for segs in schedule.segments.values() for s in segs)
     # read-ins run on the core's transfer thread: a wait is counted only when one is late
     assert 0 <= traffic.waits <= 3 * reads and traffic.wait_seconds >= 0.0
+    writes = sum(s.exit.value == "write" for segs in schedule.segments.values() for s in segs)
+    assert 0 <= traffic.write_waits <= 3 * writes
+    assert traffic.read_wait_seconds + traffic.write_wait_seconds <= traffic.wait_seconds + 1e-9
     path = rust._train.swap_path
     assert path is not None and Path(path).parent == tmp_path and Path(path).exists()
     rust.close()
@@ -121,7 +124,7 @@ def _as_golden(swap: dict[str, Any], schedule: SwapSchedule) -> dict[str, Any]:
         "slots": {b["name"]: b["slot"] for b in swap["buffers"]},
         "segments": {
             b["name"]: [
-                {k: s[k] for k in ("start", "end", "read_in", "first_use", "exit", "offset")}
+                {k: s[k] for k in ("start", "end", "read_in", "first_use", "exit", "held", "offset")}
                 | {"bytes": b["size"]}
                 for s in b["segments"]
             ]
@@ -142,7 +145,8 @@ def _golden_fields(case: dict[str, Any]) -> dict[str, Any]:
         "slots": {name: slot["offset"] for name, slot in case["slots"].items()},
         "segments": {
             name: [
-                {k: s[k] for k in ("start", "end", "read_in", "exit", "offset", "bytes")} | {"first_use": s["uses"][0]}
+                {k: s[k] for k in ("start", "end", "read_in", "exit", "held", "offset", "bytes")}
+                | {"first_use": s["uses"][0]}
                 for s in segs
             ]
             for name, segs in case["segments"].items()

@@ -204,6 +204,7 @@ def lower_swap(schedule: SwapSchedule, index: dict[str, int]) -> dict[str, Any]:
                         "read_in": s.read_in,
                         "first_use": s.uses[0],
                         "exit": s.exit.value,
+                        "held": s.held,
                         "offset": s.offset,
                     }
                     for s in schedule.segments[name]

@@ -152,7 +152,18 @@ class RustExecutor(Executor):
         counts = self.core.swap_traffic()
         if counts is not None:
             t = self.traffic
-            (t.iterations, t.last_written, t.last_read, t.total_written, t.total_read, t.waits, t.wait_seconds) = counts
+            (
+                t.iterations,
+                t.last_written,
+                t.last_read,
+                t.total_written,
+                t.total_read,
+                t.waits,
+                t.wait_seconds,
+                t.read_wait_seconds,
+                t.write_waits,
+                t.write_wait_seconds,
+            ) = counts
 
     @property
     def swap_path(self) -> str | None:

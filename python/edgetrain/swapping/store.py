@@ -34,9 +34,12 @@ Array = NDArray[Any]
 @dataclass
 class SwapTraffic:
     """Bytes copied to and from the swap file: in the last complete iteration, and in
-    total since the store was made; ``waits`` and ``wait_seconds`` count the read-ins
-    the executor waited for and the time spent waiting on transfers (the rust backend;
-    the python runtime's copies are not timed)."""
+    total since the store was made. The rust backend's transfers run beside the steps;
+    ``waits``/``write_waits`` count the read-ins/write-outs not done when the executor
+    needed them, ``wait_seconds`` the time it spent blocked on transfers in all (late
+    read-ins, late write-outs, the drain at the end of each iteration), of which
+    ``read_wait_seconds``/``write_wait_seconds`` on late read-ins/write-outs (the python
+    runtime's synchronous copies are not timed)."""
 
     iterations: int = 0
     last_written: int = 0
@@ -45,6 +48,9 @@ class SwapTraffic:
     total_read: int = 0
     waits: int = 0
     wait_seconds: float = 0.0
+    read_wait_seconds: float = 0.0
+    write_waits: int = 0
+    write_wait_seconds: float = 0.0
 
 
 class SwapStore:

@@ -389,8 +389,20 @@ pub struct SwapSegment {
     pub first_use: Option<usize>,
     /// After order `end`.
     pub exit: SegmentExit,
+    /// The last order its arena block is reserved (`end` when absent): `end + 1` for a
+    /// write-out, so the copy runs beside that step and is waited for only before the
+    /// order after it.
+    #[serde(default)]
+    pub held: Option<usize>,
     /// Byte offset in the arena.
     pub offset: usize,
+}
+
+impl SwapSegment {
+    /// The last order its arena block is reserved.
+    pub fn held_until(&self) -> usize {
+        self.held.unwrap_or(self.end)
+    }
 }
 
 /// One swapped buffer: tensors sharing bytes, moved together.
@@ -701,6 +713,8 @@ impl Program {
                 if s.start > s.end
                     || s.first_use.is_some_and(|u| u < s.start || u > s.end)
                     || s.end >= orders
+                    || s.held_until() < s.end
+                    || s.held_until() >= orders
                     || previous.is_some_and(|p| p >= s.start)
                     || (!s.read_in && (b.persistent || j > 0))
                     || !exit_ok
@@ -714,7 +728,7 @@ impl Program {
                         format!("buffer '{name}': segment {j} {s:?} is not a valid segment"),
                     ));
                 }
-                previous = Some(s.end);
+                previous = Some(s.held_until());
             }
         }
         let blocks: Vec<(usize, &SwapBuffer, &SwapSegment)> = swap
@@ -725,7 +739,7 @@ impl Program {
             .collect();
         for (x, &(i, a, s)) in blocks.iter().enumerate() {
             for &(k, c, t) in &blocks[x + 1..] {
-                let in_time = s.start <= t.end && t.start <= s.end;
+                let in_time = s.start <= t.held_until() && t.start <= s.held_until();
                 let in_space = s.offset < t.offset + c.size && t.offset < s.offset + a.size;
                 if i != k && in_time && in_space {
                     return Err(bad(

@@ -6,20 +6,24 @@
 //! when the executor is dropped or [`SwapRuntime::close`]d (the mapping itself stays
 //! valid until the executor goes, so numpy views of swapped weights never dangle).
 //!
-//! Transfers run on a background thread, in the order they are issued (one FIFO queue,
-//! so a read of a slot or into a block always follows the write that precedes it): the
-//! read-ins of the segments starting at order `k` are issued before order `k` runs and
-//! waited for only before their first use (`lookahead` orders later at most); the
-//! write-outs of the segments ending at `k` are issued after it and waited for before
-//! order `k + 1` runs, since the plan may give their bytes to the next step. A late
-//! read-in is counted as a wait, and the time spent waiting on the queue is measured.
+//! Transfers run on a background thread from two queues, read-ins first (the executor
+//! may be waiting for one), each in the order issued. The read-ins of the segments
+//! starting at order `k` are issued before order `k` runs and waited for only before
+//! their first use (`lookahead` orders later at most). The write-outs of the segments
+//! ending at `k` are issued after it; the schedule keeps their blocks reserved through
+//! order `k + 1` (`held`), so each copy runs beside that step and is waited for only
+//! when order `held + 1` is entered, before that order's read-ins are issued. That wait
+//! is what lets a read-in overtake queued write-outs: those still pending hold blocks
+//! reserved at the read's order (other bytes), and their slots are not shared with a
+//! slot read then (the file plan holds a slot from its first write-out). Late read-ins
+//! and late write-outs are counted, and the time spent waiting on them measured.
 //! Every swapped tensor's region is wherever its buffer is now: its arena block while
 //! resident, its slot while out.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -193,93 +197,130 @@ fn release_pages(start: usize, len: usize) {
     let _ = (start, len);
 }
 
-/// Jobs completed so far, and the signal that more completed.
+/// Which queue a job is on: read-ins go first (the executor may be waiting for one),
+/// write-outs when no read-in is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read = 0,
+    Write = 1,
+}
+
+/// Jobs waiting, per kind, in the order issued.
 #[derive(Debug, Default)]
-struct Progress {
-    done: Mutex<u64>,
+struct Queues {
+    reads: VecDeque<Job>,
+    writes: VecDeque<Job>,
+    closed: bool,
+}
+
+/// What the executor and the transfer thread share: the queues (and the signal that a
+/// job arrived) and the jobs completed per kind (and the signal that one completed).
+#[derive(Debug, Default)]
+struct Shared {
+    queues: Mutex<Queues>,
+    arrived: Condvar,
+    done: Mutex<[u64; 2]>,
     changed: Condvar,
 }
 
-/// The transfer thread and its queue; jobs complete in the order they were issued.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The transfer thread and its two queues. Jobs of one kind complete in the order they
+/// were issued; a read-in may overtake write-outs issued before it, which the runtime
+/// allows only where they cannot touch the same bytes (see [`SwapRuntime`]).
 #[derive(Debug)]
 struct Worker {
-    queue: Option<Sender<Job>>,
-    progress: Arc<Progress>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    issued: u64,
+    issued: [u64; 2],
 }
 
 impl Worker {
     fn start() -> Result<Worker> {
-        let (queue, jobs) = channel::<Job>();
-        let progress = Arc::new(Progress::default());
-        let seen = Arc::clone(&progress);
+        let shared = Arc::new(Shared::default());
+        let seen = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("edgetrain-swap".into())
-            .spawn(move || {
-                for job in jobs {
-                    // SAFETY: the runtime issues only copies between a slot of the
-                    // mapping and a segment of the arena that validation put inside
-                    // them, and keeps both alive until this thread is joined; no step
-                    // touches the segment before the runtime waits for this job.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            job.from as *const u8,
-                            job.to as *mut u8,
-                            job.n,
-                        )
-                    };
-                    release_pages(job.release.0, job.release.1);
-                    let mut done = seen.done.lock().unwrap_or_else(|e| e.into_inner());
-                    *done += 1;
-                    seen.changed.notify_all();
-                }
+            .spawn(move || loop {
+                let (job, kind) = {
+                    let mut queues = lock(&seen.queues);
+                    loop {
+                        if let Some(job) = queues.reads.pop_front() {
+                            break (job, Kind::Read);
+                        }
+                        if let Some(job) = queues.writes.pop_front() {
+                            break (job, Kind::Write);
+                        }
+                        if queues.closed {
+                            return;
+                        }
+                        queues = seen.arrived.wait(queues).unwrap_or_else(|e| e.into_inner());
+                    }
+                };
+                // SAFETY: the runtime issues only copies between a slot of the mapping
+                // and a segment of the arena that validation put inside them, and keeps
+                // both alive until this thread is joined; no step touches the segment's
+                // block before the runtime waits for this job.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(job.from as *const u8, job.to as *mut u8, job.n)
+                };
+                release_pages(job.release.0, job.release.1);
+                lock(&seen.done)[kind as usize] += 1;
+                seen.changed.notify_all();
             })
             .map_err(|e| swap_error(format!("cannot start the swap thread: {e}")))?;
         Ok(Worker {
-            queue: Some(queue),
-            progress,
+            shared,
             thread: Some(thread),
-            issued: 0,
+            issued: [0, 0],
         })
     }
 
-    /// Queues `job`; its sequence number (complete when `done >= seq`).
-    fn issue(&mut self, job: Job) -> u64 {
-        self.issued += 1;
-        let sent = self.queue.as_ref().map(|q| q.send(job));
-        if !matches!(sent, Some(Ok(()))) {
-            // the thread is gone (it cannot panic: a copy does not fail): copy here
-            // SAFETY: as in the thread.
-            unsafe {
-                std::ptr::copy_nonoverlapping(job.from as *const u8, job.to as *mut u8, job.n)
-            };
-            let mut done = self.progress.done.lock().unwrap_or_else(|e| e.into_inner());
-            *done += 1;
+    /// Queues `job`; its number among jobs of its kind (complete when done >= it).
+    fn issue(&mut self, job: Job, kind: Kind) -> u64 {
+        self.issued[kind as usize] += 1;
+        {
+            let mut queues = lock(&self.shared.queues);
+            match kind {
+                Kind::Read => queues.reads.push_back(job),
+                Kind::Write => queues.writes.push_back(job),
+            }
         }
-        self.issued
+        self.shared.arrived.notify_one();
+        self.issued[kind as usize]
     }
 
-    fn is_done(&self, seq: u64) -> bool {
-        *self.progress.done.lock().unwrap_or_else(|e| e.into_inner()) >= seq
+    fn is_done(&self, kind: Kind, seq: u64) -> bool {
+        lock(&self.shared.done)[kind as usize] >= seq
     }
 
-    /// Blocks until job `seq` is complete.
-    fn wait(&self, seq: u64) {
-        let mut done = self.progress.done.lock().unwrap_or_else(|e| e.into_inner());
-        while *done < seq {
-            done = self
-                .progress
-                .changed
-                .wait(done)
-                .unwrap_or_else(|e| e.into_inner());
+    /// Blocks until job `seq` of `kind` is complete.
+    fn wait(&self, kind: Kind, seq: u64) {
+        let mut done = lock(&self.shared.done);
+        while done[kind as usize] < seq {
+            done = self.shared.changed.wait(done).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Whether every job issued is complete.
+    fn idle(&self) -> bool {
+        let done = lock(&self.shared.done);
+        done[0] >= self.issued[0] && done[1] >= self.issued[1]
+    }
+
+    /// Blocks until every job issued is complete.
+    fn wait_all(&self) {
+        self.wait(Kind::Read, self.issued[0]);
+        self.wait(Kind::Write, self.issued[1]);
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.queue = None; // ends the thread's loop once the queue is drained
+        lock(&self.shared.queues).closed = true; // the thread ends once both queues are empty
+        self.shared.arrived.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -301,9 +342,15 @@ pub struct SwapTraffic {
     pub total_read: u64,
     /// Read-ins not complete when their segment's first use came (the executor waited).
     pub waits: u64,
-    /// Seconds the executor spent waiting on transfers (late read-ins, and write-outs
-    /// not complete before the next step or the end of the iteration).
+    /// Seconds the executor spent waiting on transfers: late read-ins, late write-outs,
+    /// and the drain at the end of each iteration.
     pub wait_seconds: f64,
+    /// Of `wait_seconds`: waiting for late read-ins.
+    pub read_wait_seconds: f64,
+    /// Write-outs not complete when their block was due back (the executor waited).
+    pub write_waits: u64,
+    /// Of `wait_seconds`: waiting for late write-outs.
+    pub write_wait_seconds: f64,
 }
 
 /// The schedule being carried out over one executor's memory.
@@ -314,8 +361,8 @@ pub struct SwapRuntime {
     file: SwapFile,
     /// Read-ins in flight: `(first use, job)`.
     reads: Vec<(usize, u64)>,
-    /// The last write-out issued.
-    last_write: u64,
+    /// Write-outs in flight: `(the first order after the block's reservation, job)`.
+    writes: Vec<(usize, u64)>,
     /// Per order: `(buffer, segment)` entering before it / leaving after it.
     enter: Vec<Vec<(usize, usize)>>,
     leave: Vec<Vec<(usize, usize)>>,
@@ -338,7 +385,7 @@ impl SwapRuntime {
             worker: Worker::start()?,
             file,
             reads: Vec::new(),
-            last_write: 0,
+            writes: Vec::new(),
             enter: vec![Vec::new(); orders],
             leave: vec![Vec::new(); orders],
             resident: vec![None; swap.buffers.len()],
@@ -408,28 +455,50 @@ impl SwapRuntime {
         Ok(())
     }
 
-    /// Before order `order` runs: every write-out issued so far is complete (the step may
-    /// reuse its bytes) and every read-in first used here is complete (late ones count).
+    /// Before order `order` runs: every read-in first used here is complete (late ones
+    /// count). The write-outs due here were waited for when the order was entered.
     pub fn before_step(&mut self, order: usize) {
         let started = Instant::now();
-        let mut waited = !self.worker.is_done(self.last_write);
-        self.worker.wait(self.last_write);
         let worker = &self.worker;
         let mut late = 0;
         self.reads.retain(|&(first_use, seq)| {
             if first_use > order {
                 return true;
             }
-            if !worker.is_done(seq) {
+            if !worker.is_done(Kind::Read, seq) {
                 late += 1;
-                worker.wait(seq);
+                worker.wait(Kind::Read, seq);
             }
             false
         });
-        waited |= late > 0;
-        self.traffic.waits += late;
-        if waited {
-            self.traffic.wait_seconds += started.elapsed().as_secs_f64();
+        if late > 0 {
+            let waited = started.elapsed().as_secs_f64();
+            self.traffic.waits += late;
+            self.traffic.wait_seconds += waited;
+            self.traffic.read_wait_seconds += waited;
+        }
+    }
+
+    /// Waits for the write-outs whose blocks the plan may give away at `order` (issued
+    /// two orders before: their reservation ended at `order - 1`).
+    fn wait_writes_due(&mut self, order: usize) {
+        let Some(seq) = self
+            .writes
+            .iter()
+            .filter(|&&(due, _)| due <= order)
+            .map(|&(_, seq)| seq)
+            .max()
+        else {
+            return;
+        };
+        self.writes.retain(|&(due, _)| due > order);
+        if !self.worker.is_done(Kind::Write, seq) {
+            let started = Instant::now();
+            self.worker.wait(Kind::Write, seq);
+            let waited = started.elapsed().as_secs_f64();
+            self.traffic.write_waits += 1;
+            self.traffic.wait_seconds += waited;
+            self.traffic.write_wait_seconds += waited;
         }
     }
 
@@ -448,12 +517,13 @@ impl SwapRuntime {
 
     /// Waits for every transfer issued.
     fn drain(&mut self) {
-        if !self.worker.is_done(self.worker.issued) {
+        if !self.worker.idle() {
             let started = Instant::now();
-            self.worker.wait(self.worker.issued);
+            self.worker.wait_all();
             self.traffic.wait_seconds += started.elapsed().as_secs_f64();
         }
         self.reads.clear();
+        self.writes.clear();
     }
 
     /// After order `order` ran: its exits, then the next order's entries (or the end).
@@ -464,7 +534,8 @@ impl SwapRuntime {
             let b = &swap.buffers[i];
             let s = &b.segments[j];
             if s.exit == SegmentExit::Write {
-                self.last_write = self.issue(memory, b.slot, s.offset, b.nbytes, false);
+                let seq = self.issue(memory, b.slot, s.offset, b.nbytes, Kind::Write);
+                self.writes.push((s.held_until() + 1, seq));
             }
             self.resident[i] = None;
             self.move_to_slot(program, memory, i);
@@ -481,7 +552,11 @@ impl SwapRuntime {
         }
     }
 
+    /// Order `order`'s entries: first the write-outs whose blocks the plan may give
+    /// away here are waited for (a read-in may overtake write-outs still queued, and
+    /// could land on such a block), then its read-ins are queued.
     fn enter_order(&mut self, program: &Program, memory: &mut Memory, order: usize) {
+        self.wait_writes_due(order);
         let swap = schedule(program);
         let arena = memory.arena().as_ptr();
         let entering = std::mem::take(&mut self.enter[order]);
@@ -489,7 +564,7 @@ impl SwapRuntime {
             let b = &swap.buffers[i];
             let s = &b.segments[j];
             if s.read_in {
-                let seq = self.issue(memory, b.slot, s.offset, b.nbytes, true);
+                let seq = self.issue(memory, b.slot, s.offset, b.nbytes, Kind::Read);
                 self.reads.push((s.first_use.unwrap_or(s.start), seq));
             }
             // SAFETY: validation put the segment inside the arena, 64-byte aligned.
@@ -512,8 +587,9 @@ impl SwapRuntime {
             if let Some(j) = self.resident[i].take() {
                 let b = &swap.buffers[i];
                 if b.persistent {
-                    let seq = self.issue(memory, b.slot, b.segments[j].offset, b.nbytes, false);
-                    self.worker.wait(seq);
+                    let offset = b.segments[j].offset;
+                    let seq = self.issue(memory, b.slot, offset, b.nbytes, Kind::Write);
+                    self.worker.wait(Kind::Write, seq);
                 }
                 self.move_to_slot(program, memory, i);
             }
@@ -522,8 +598,9 @@ impl SwapRuntime {
     }
 
     /// Queues a copy of `n` bytes between slot offset `slot` and arena offset `offset`
-    /// (a read-in when `read`); its job number.
-    fn issue(&mut self, memory: &Memory, slot: usize, offset: usize, n: usize, read: bool) -> u64 {
+    /// (from the slot for a read-in); its job number among its kind.
+    fn issue(&mut self, memory: &Memory, slot: usize, offset: usize, n: usize, kind: Kind) -> u64 {
+        let read = kind == Kind::Read;
         // Addresses only: validation put `[slot, slot + size)` inside the file and
         // `[offset, offset + size)` inside the arena, `n <= size`.
         let file = self.file.as_ptr() as usize + slot;
@@ -543,12 +620,15 @@ impl SwapRuntime {
             self.written += counted;
             self.traffic.total_written += counted;
         }
-        self.worker.issue(Job {
-            from,
-            to,
-            n,
-            release,
-        })
+        self.worker.issue(
+            Job {
+                from,
+                to,
+                n,
+                release,
+            },
+            kind,
+        )
     }
 }
 
