@@ -300,7 +300,11 @@ impl Worker {
     fn wait(&self, kind: Kind, seq: u64) {
         let mut done = lock(&self.shared.done);
         while done[kind as usize] < seq {
-            done = self.shared.changed.wait(done).unwrap_or_else(|e| e.into_inner());
+            done = self
+                .shared
+                .changed
+                .wait(done)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 
