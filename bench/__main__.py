@@ -20,7 +20,7 @@ from typing import Any
 
 from edgetrain.errors import EdgetrainError
 
-from . import backends, planner, speed
+from . import backends, planner, speed, swap
 from .workloads import WORKLOADS, Workload, select
 
 
@@ -53,6 +53,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         "step time and peak-memory growth against PyTorch, each run in its own process",
         speed.add_arguments,
         speed.run,
+    ),
+    "swap": Benchmark(
+        "swap",
+        "training under a memory budget (50/25/10% of the plan): peak RSS, step time, bytes moved",
+        swap.add_arguments,
+        swap.run,
     ),
 }
 

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import subprocess
-import sys
 from typing import Any
 
 from edgetrain.backends.rust import default_threads
-from edgetrain.errors import ConfigError
 from edgetrain.planning.report import format_bytes
 
+from .measure import run_worker
 from .speed_worker import FRAMEWORKS
-from .workloads import ROOT, Workload
+from .workloads import Workload
 
 MAX_TIME_RATIO = 1.0
 MAX_MEMORY_RATIO = 0.5
@@ -55,20 +52,13 @@ def torch_available() -> bool:
 
 
 def _run_one(workload: Workload, framework: str, threads: int, args: argparse.Namespace) -> dict[str, Any]:
-    command = [
-        sys.executable, "-m", "bench.speed_worker", workload.name, framework,
-        "--threads", str(threads), "--warmup", str(args.warmup), "--steps", str(args.steps),
-    ]  # fmt: skip
-    try:
-        done = subprocess.run(
-            command, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout, check=False
-        )
-    except subprocess.TimeoutExpired as err:
-        raise ConfigError(f"{workload.name} on {framework} took over {args.timeout:g} s") from err
-    if done.returncode != 0 or not done.stdout.strip():
-        detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ConfigError(f"{workload.name} on {framework} failed: {detail}")
-    measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    measured = run_worker(
+        "bench.speed_worker",
+        [workload.name, framework, "--threads", str(threads),
+         "--warmup", str(args.warmup), "--steps", str(args.steps)],
+        args.timeout,
+        f"{workload.name} on {framework}",
+    )  # fmt: skip
     return {
         "workload": workload.name,
         "framework": framework,

@@ -3,108 +3,30 @@ FRAMEWORK --threads T --warmup W --steps S`` prints one JSON row on its last lin
 
 A process per (workload, framework), so the peak resident set is that run's alone.
 
-**Peak-memory growth** (the same for every framework): after the imports, the random
-batch and a garbage collection, the kernel's peak-RSS mark is reset (``5`` written to
-``/proc/self/clear_refs``) and the resident set ``VmRSS`` is read as the baseline. Then
-the model is built, compiled (edgetrain: the arena is allocated; PyTorch: the module and
-its optimizer are made) and trained for ``warmup + steps`` steps. The growth is the
-peak ``VmHWM`` after training minus the baseline: every byte the model, its
-activations, gradients, optimizer state and workspaces held at once at the worst
-moment, beyond what the process already held. Where the mark cannot be reset (not
-Linux), it is ``ru_maxrss`` after training minus ``ru_maxrss`` at the baseline.
-
-**Step time**: the median of ``steps`` timed training steps (forward, backward and the
-SGD update on one batch) after ``warmup`` untimed ones.
+Both measurements are ``bench/measure.py``'s (the same for every framework): the peak
+resident set's growth from just before the model is built (edgetrain: compiled, the
+arena allocated; PyTorch: the module and its optimizer made) to the end of training,
+and the median step time (forward, backward and the SGD update on one batch) after
+the warm-up steps.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import resource
-import statistics
 import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
-
-import numpy as np
-from numpy.typing import NDArray
 
 from edgetrain import Model
 
+from .measure import PeakMemory, random_batch, time_steps
 from .workloads import select
 
 FRAMEWORKS = ("edgetrain-rust", "edgetrain-python", "pytorch")
 
 
-def _status_bytes(key: str) -> int | None:
-    """``VmRSS`` / ``VmHWM`` of this process from ``/proc/self/status``, in bytes."""
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
-def _maxrss_bytes() -> int:
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-class PeakMemory:
-    """The growth of this process's peak resident set from ``start()`` to ``growth()``."""
-
-    def start(self) -> None:
-        gc.collect()
-        self.reset = False
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-            self.reset = True
-        except OSError:
-            pass
-        rss = _status_bytes("VmRSS") if self.reset else None
-        self.reset = rss is not None
-        self.baseline = rss if rss is not None else _maxrss_bytes()
-        self.method = "VmHWM - VmRSS (peak mark reset)" if self.reset else "ru_maxrss difference"
-
-    def growth(self) -> int:
-        peak = _status_bytes("VmHWM") if self.reset else None
-        return (peak if peak is not None else _maxrss_bytes()) - self.baseline
-
-
-def _time_steps(step: Callable[[], object], warmup: int, steps: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _batch(model: Model, batch: int) -> tuple[NDArray[np.float32], NDArray[np.int64], int]:
-    """Random inputs of the model file's input shape and class labels (no allocation of
-    the model: only the graph's shapes)."""
-    from edgetrain.graph import build_graph
-
-    graph = build_graph(model.layers, batch)
-    shape = graph.input_nodes()[0].output_shapes[0][1:]
-    classes = graph.nodes[-1].output_shapes[0][-1]
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(batch, *shape)).astype(np.float32)
-    y = rng.integers(0, classes, size=batch)
-    return x, y, classes
-
-
 def measure_edgetrain(workload_name: str, backend: str, args: argparse.Namespace) -> dict[str, object]:
     (workload,) = select([workload_name])
-    x, y, _ = _batch(Model.from_ini(workload.path), workload.batch_size)
+    x, y, _ = random_batch(Model.from_ini(workload.path), workload.batch_size)
     memory = PeakMemory()
     memory.start()
     model = Model.from_ini(workload.path)
@@ -112,7 +34,7 @@ def measure_edgetrain(workload_name: str, backend: str, args: argparse.Namespace
     model.compile(
         model.description.optimizer, workload.batch_size, backend=backend, threads=args.threads
     )
-    seconds = _time_steps(lambda: model.train_step(x, y), args.warmup, args.steps)
+    seconds = time_steps(lambda: model.train_step(x, y), args.warmup, args.steps)
     return {"step_time_s": seconds, "peak_memory_growth_bytes": memory.growth(), "memory_method": memory.method}
 
 
@@ -133,7 +55,7 @@ def measure_pytorch(workload_name: str, args: argparse.Namespace) -> dict[str, o
     if optimizer_spec is None or optimizer_spec["type"] != "sgd":
         raise SystemExit(f"{workload.name}: the PyTorch twin runs SGD only, got {optimizer_spec}")
     graph = build_graph(description.layers, workload.batch_size, make_loss(description.loss_name))
-    x_np, y_np, _ = _batch(description, workload.batch_size)
+    x_np, y_np, _ = random_batch(description, workload.batch_size)
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
     memory = PeakMemory()
     memory.start()
@@ -147,7 +69,7 @@ def measure_pytorch(workload_name: str, args: argparse.Namespace) -> dict[str, o
         loss.backward()
         optimizer.step()
 
-    seconds = _time_steps(step, args.warmup, args.steps)
+    seconds = time_steps(step, args.warmup, args.steps)
     return {"step_time_s": seconds, "peak_memory_growth_bytes": memory.growth(), "memory_method": memory.method}
 
 
