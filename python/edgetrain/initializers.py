@@ -86,11 +86,18 @@ def initialize(name: str, shape: Shape, rng: np.random.Generator) -> NDArray[np.
 FILL_BLOCK = 1 << 16
 
 
-def initialize_into(name: str, out: NDArray[np.floating], rng: np.random.Generator) -> None:
+def initialize_into(
+    name: str,
+    out: NDArray[np.floating],
+    rng: np.random.Generator,
+    *,
+    after_block: Callable[[], None] | None = None,
+) -> None:
     """Writes :func:`initialize`'s values for ``out.shape`` into ``out`` (in its own
     dtype), ``FILL_BLOCK`` elements at a time: a weight is initialised where it lives
     (the arena) without a float64 copy of its size. The generator draws element by
-    element, so the blocks continue one stream and give exactly one whole draw's values."""
+    element, so the blocks continue one stream and give exactly one whole draw's values.
+    ``after_block`` is called after each block (the swap file releases its pages there)."""
     distribution = INITIALIZERS[check_initializer(name, "initializer")](out.shape)
     if not out.flags.c_contiguous:
         raise ValueError(f"initialize_into needs a contiguous array, got strides {out.strides}")
@@ -98,3 +105,5 @@ def initialize_into(name: str, out: NDArray[np.floating], rng: np.random.Generat
     for start in range(0, flat.size, FILL_BLOCK):
         count = min(FILL_BLOCK, flat.size - start)
         flat[start : start + count] = distribution.draw(count, rng)
+        if after_block is not None:
+            after_block()

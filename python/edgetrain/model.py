@@ -86,6 +86,23 @@ ProgressCallback = Callable[[EpochProgress], None]
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
+#: elements of a weight copied between two releases of the swap file's pages
+COPY_BLOCK = 1 << 18
+
+
+def copy_releasing(target: Array, values: Array, release: Callable[[], None] | None) -> None:
+    """``target[...] = values`` (cast as needed), ``COPY_BLOCK`` elements at a time with
+    ``release`` called after each when given (see ``Model._place_weights``)."""
+    if release is None or not target.flags.c_contiguous:  # reshape would copy: at once
+        np.copyto(target, values, casting="unsafe")
+        return
+    flat = target.reshape(-1)
+    source = np.broadcast_to(values, target.shape).reshape(-1)
+    for start in range(0, flat.size, COPY_BLOCK):
+        np.copyto(flat[start : start + COPY_BLOCK], source[start : start + COPY_BLOCK], casting="unsafe")
+        release()
+
+
 class Model:
     """A network of layers with a loss; see ``spec/graph.md`` for how layers connect."""
 
@@ -313,12 +330,18 @@ class Model:
             return schedule, executor
         return schedule, SwapFile(swap_dir, schedule.swap_file_bytes)
 
-    def _place_weights(self, program: Program, store: TensorStore) -> None:
+    def _place_weights(
+        self, program: Program, store: TensorStore, release: Callable[[], None] | None = None
+    ) -> None:
         """Writes every weight's initial value straight into its tensor in ``store`` (the
         arena, or a swap file slot) and makes ``_weights`` those views: a weight of the
         same shape keeps its values from the previous compile, a new one is drawn from
         ``seed``, in graph order, a block at a time (``initialize_into``). No copy of the
-        weights exists beside the arena, so compiling adds nothing to the peak memory."""
+        weights exists beside the arena, so compiling adds nothing to the peak memory.
+        ``release`` (swapping: drops the swap file's pages from the process) is called
+        after every block written: the pages written in a slot would otherwise all count
+        in the resident set until the end, the swapped weights' bytes on top of the
+        budget at compile's peak."""
         rng = np.random.default_rng(self.seed)
         placed: dict[str, Array] = {}
         for node in program.graph.nodes:
@@ -326,10 +349,12 @@ class Model:
                 name = f"{node.name}:{spec.name}"
                 target, old = store[name], self._weights.get(name)
                 if old is not None and old.shape == spec.shape:
-                    np.copyto(target, old, casting="unsafe")
+                    copy_releasing(target, old, release)
                 else:
-                    initialize_into(spec.initializer, target, rng)
+                    initialize_into(spec.initializer, target, rng, after_block=release)
                 placed[name] = target
+        if release is not None:
+            release()
         self._weights = placed
 
     def _executor(
@@ -353,8 +378,7 @@ class Model:
             schedule, swap_file = swapping
             assert isinstance(swap_file, SwapFile)
             swap_store = SwapStore(program.tensors, schedule, swap_file, poison=self.debug_poison)
-            self._place_weights(program, swap_store)
-            swap_store.release_file_pages()
+            self._place_weights(program, swap_store, release=swap_store.release_file_pages)
             store = swap_store
         elif self.planner is None:
             store = HeapStore(program.tensors, shared=None if owns_weights else self._weights)
@@ -419,9 +443,10 @@ class Model:
                 shared=None if owns_weights else self._weights,
             )
         if owns_weights:
-            self._place_weights(program, executor.store)
-            if swapping is not None:  # the initial values touched the file's pages
-                executor.core.release_swap_pages()
+            if swapping is not None:  # the initial values touch the file's pages
+                self._place_weights(program, executor.store, release=executor.core.release_swap_pages)
+            else:
+                self._place_weights(program, executor.store)
         return executor
 
     def _inference_executor(self, batch: int) -> Executor:

@@ -184,6 +184,43 @@ struct Job {
     release: (usize, usize),
 }
 
+/// Bytes copied between two releases of the file's pages: bounds the swap file's share
+/// of the resident set during a transfer (a whole buffer's pages otherwise).
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Carries out `job` in pieces ending on `COPY_CHUNK` boundaries of the file's addresses,
+/// releasing the file pages each piece touched (within `job.release`) right after it.
+fn copy_releasing(job: Job, read: bool) {
+    let file = if read { job.from } else { job.to };
+    let (first, end) = (job.release.0, job.release.0 + job.release.1);
+    let mut done = 0;
+    while done < job.n {
+        let here = file + done;
+        let n = (COPY_CHUNK - here % COPY_CHUNK).min(job.n - done);
+        // SAFETY: the runtime issues only copies between a slot of the mapping and a
+        // segment of the arena that validation put inside them, and keeps both alive
+        // until the transfer thread is joined; no step touches the segment's block
+        // before the runtime waits for this job. `[done, done + n)` is inside the job.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (job.from + done) as *const u8,
+                (job.to + done) as *mut u8,
+                n,
+            )
+        };
+        // whole pages of this piece: from the page holding its first byte (the job's
+        // first page at most) to the end of the page holding its last
+        let page = page_size();
+        let low = (here / page * page).max(first);
+        let high = (here + n).div_ceil(page) * page;
+        let high = high.min(end);
+        if high > low {
+            release_pages(low, high - low);
+        }
+        done += n;
+    }
+}
+
 /// Drops pages of the shared file mapping from the process (`MADV_DONTNEED`): the page
 /// cache keeps their data and writes it back, a later access faults them in again.
 fn release_pages(start: usize, len: usize) {
@@ -259,14 +296,7 @@ impl Worker {
                         queues = seen.arrived.wait(queues).unwrap_or_else(|e| e.into_inner());
                     }
                 };
-                // SAFETY: the runtime issues only copies between a slot of the mapping
-                // and a segment of the arena that validation put inside them, and keeps
-                // both alive until this thread is joined; no step touches the segment's
-                // block before the runtime waits for this job.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(job.from as *const u8, job.to as *mut u8, job.n)
-                };
-                release_pages(job.release.0, job.release.1);
+                copy_releasing(job, kind == Kind::Read);
                 lock(&seen.done)[kind as usize] += 1;
                 seen.changed.notify_all();
             })
