@@ -188,7 +188,8 @@ def _swap_arguments(parser: argparse.ArgumentParser, *, files: bool) -> None:
 
 def _swap_options(args: argparse.Namespace, model: Model) -> dict[str, object]:
     """compile() swap keywords from the command line, else the model file's memory_swap
-    keys (its memory_swap_path relative to the model file)."""
+    keys (its memory_swap_path, when set, relative to the model file; else the system
+    temp dir)."""
     description = model.description
     assert description is not None
     settings = description.swap
@@ -205,7 +206,7 @@ def _swap_options(args: argparse.Namespace, model: Model) -> dict[str, object]:
     if lookahead is not None:
         options["lookahead"] = lookahead
     swap_dir = getattr(args, "swap_dir", None)
-    if swap_dir is None and (settings.enabled or settings.path != "."):
+    if swap_dir is None and settings.path is not None:
         path = Path(settings.path)
         base = description.source.parent if description.source is not None else Path.cwd()
         swap_dir = path if path.is_absolute() else base / path

@@ -304,7 +304,9 @@ def test_swap_settings_and_their_newer_names(tmp_path: Path) -> None:
     desc = read_ini(write(tmp_path, text))
     assert desc.swap == SwapSettings(True, "/tmp/swap", 2)
     desc = read_ini(write(tmp_path, "[Model]\nfsu = true\nfsu_lookahead = 1\n" + INPUT))
-    assert desc.swap == SwapSettings(True, ".", 1)
+    assert desc.swap == SwapSettings(True, None, 1)  # no path: the system temp dir
+    desc = read_ini(write(tmp_path, "[Model]\nmemory_swap_path = .\n" + INPUT))
+    assert desc.swap == SwapSettings(False, ".", 0)  # set, even to NNTrainer's default
     err = error_of(tmp_path, "[Model]\nfsu = true\nmemory_swap = false\n" + INPUT)
     assert err.key == "fsu"
 

@@ -286,3 +286,20 @@ def test_a_budget_in_percent_of_the_plan(tmp_path: Path) -> None:
     again = model.swap_schedule
     assert again is not None and again.to_json() == schedule.to_json()
     assert choose_swap(model.program, "150%") is None
+
+
+def test_the_swap_file_goes_to_the_temp_dir_unless_the_model_file_names_a_path(tmp_path: Path) -> None:
+    """memory_swap = true without memory_swap_path: the system temp dir (no swap_dir), not
+    NNTrainer's working directory; a path, even '.', is relative to the model file."""
+    import argparse
+
+    from edgetrain.cli import _swap_options
+
+    args = argparse.Namespace(lookahead=None, memory_budget=None, swap_dir=None)
+    unset = _swap_options(args, Model.from_ini(_model_file(tmp_path, "memory_swap = true")))
+    assert unset == {"swap": True, "lookahead": 0}
+    for written, want in (("swap", tmp_path / "swap"), (".", tmp_path), ("/var/tmp", Path("/var/tmp"))):
+        keyed = _model_file(tmp_path, f"memory_swap_path = {written}")
+        assert _swap_options(args, Model.from_ini(keyed)) == {"swap_dir": want}
+    args.swap_dir = tmp_path / "given"
+    assert _swap_options(args, Model.from_ini(keyed))["swap_dir"] == tmp_path / "given"

@@ -28,10 +28,13 @@ class DataFiles:
 
 @dataclass
 class SwapSettings:
-    """NNTrainer's ``memory_swap`` (newer name ``fsu``) keys, kept for the swap planner."""
+    """NNTrainer's ``memory_swap`` (newer name ``fsu``) keys, kept for the swap planner.
+    ``path`` is None when the file does not set ``memory_swap_path``: the swap file then
+    goes to the system temp dir (NNTrainer's default, ``.``, is the process's working
+    directory, which on a device is often read-only or the app's install directory)."""
 
     enabled: bool = False
-    path: str = "."
+    path: str | None = None
     lookahead: int = 0
 
 

@@ -111,7 +111,7 @@ def _model_entries(desc: ModelDescription, loss: str | None) -> list[tuple[str, 
     default = SwapSettings()
     if desc.swap.enabled != default.enabled:
         entries.append(("memory_swap", keys.format_value(desc.swap.enabled)))
-    if desc.swap.path != default.path:
+    if desc.swap.path is not None:
         entries.append(("memory_swap_path", desc.swap.path))
     if desc.swap.lookahead != default.lookahead:
         entries.append(("memory_swap_lookahead", str(desc.swap.lookahead)))
