@@ -114,8 +114,14 @@ def run(workloads: list[Workload], args: argparse.Namespace) -> list[dict[str, A
             try:
                 row = _run(workload, args, threads, budget)
             except ConfigError as err:
-                print(f"{workload.name:<14}{percent:>5}%{_mib(budget)}  does not fit: {err}", flush=True)
-                rows.append(common | {"budget_percent": percent, "budget_bytes": budget, "error": str(err)})
+                message = str(err)
+                fits = "no swap schedule fits" not in message
+                short = message if fits else message[message.index("the smallest") :]
+                label = "failed" if fits else "does not fit"
+                print(f"{workload.name:<14}{percent:>5}%{_mib(budget)}  {label}: {short}", flush=True)
+                rows.append(common | {"budget_percent": percent, "budget_bytes": budget, "error": message})
+                if fits:
+                    raise
                 continue
             excess = row["peak_growth_bytes"] - overhead - budget
             rows.append(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from typing import Any
@@ -53,7 +54,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     compile_growth = memory.growth()
     training_only = memory.restart_peak()
     before = _traffic(model)
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     seconds = time_steps(lambda: model.train_step(x, y), 0, args.steps)
+    faults_after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     after = _traffic(model)
     growth = memory.growth()
     schedule = model.swap_schedule
@@ -78,6 +81,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "read_wait_s_per_iteration": (after.read_wait_seconds - before.read_wait_seconds) / steps,
         "write_wait_s_per_iteration": (after.write_wait_seconds - before.write_wait_seconds)
         / steps,
+        "transfer_s_per_iteration": (after.transfer_seconds - before.transfer_seconds) / steps,
+        "minor_faults_per_iteration": (faults_after - faults_before) / steps,
         "peak_growth_bytes": max(growth, compile_growth),
         "training_peak_growth_bytes": growth if training_only else None,
         "memory_method": memory.method,

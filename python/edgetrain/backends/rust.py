@@ -163,6 +163,7 @@ class RustExecutor(Executor):
                 t.read_wait_seconds,
                 t.write_waits,
                 t.write_wait_seconds,
+                t.transfer_seconds,
             ) = counts
 
     @property

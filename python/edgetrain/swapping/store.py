@@ -38,8 +38,9 @@ class SwapTraffic:
     ``waits``/``write_waits`` count the read-ins/write-outs not done when the executor
     needed them, ``wait_seconds`` the time it spent blocked on transfers in all (late
     read-ins, late write-outs, the drain at the end of each iteration), of which
-    ``read_wait_seconds``/``write_wait_seconds`` on late read-ins/write-outs (the python
-    runtime's synchronous copies are not timed)."""
+    ``read_wait_seconds``/``write_wait_seconds`` on late read-ins/write-outs;
+    ``transfer_seconds`` is the time the transfer thread spent copying since the executor
+    was made (the python runtime's synchronous copies are not timed)."""
 
     iterations: int = 0
     last_written: int = 0
@@ -51,6 +52,7 @@ class SwapTraffic:
     read_wait_seconds: float = 0.0
     write_waits: int = 0
     write_wait_seconds: float = 0.0
+    transfer_seconds: float = 0.0
 
 
 class SwapStore:

@@ -264,9 +264,10 @@ impl CoreExecutor {
 
     /// Bytes moved and time waited (None without swapping): `iterations`,
     /// `last_written`, `last_read`, `total_written`, `total_read`, `waits`,
-    /// `wait_seconds`, `read_wait_seconds`, `write_waits`, `write_wait_seconds`.
+    /// `wait_seconds`, `read_wait_seconds`, `write_waits`, `write_wait_seconds`,
+    /// `transfer_seconds`.
     #[allow(clippy::type_complexity)]
-    fn swap_traffic(&self) -> Option<(u64, u64, u64, u64, u64, u64, f64, f64, u64, f64)> {
+    fn swap_traffic(&self) -> Option<(u64, u64, u64, u64, u64, u64, f64, f64, u64, f64, f64)> {
         self.inner.swap().map(|s| {
             let t = s.traffic();
             (
@@ -280,6 +281,7 @@ impl CoreExecutor {
                 t.read_wait_seconds,
                 t.write_waits,
                 t.write_wait_seconds,
+                t.transfer_seconds,
             )
         })
     }

@@ -276,11 +276,11 @@ impl Executor {
             let penalty = state.regularization_loss()?;
             for order in 0..state.program.steps.len() {
                 if let Some(swap) = state.swap.as_mut() {
-                    swap.before_step(order);
+                    swap.before_step(order)?;
                 }
                 state.run_step(order, mode)?;
                 if let Some(swap) = state.swap.as_mut() {
-                    swap.end_step(&state.program, &mut state.memory, order);
+                    swap.end_step(&state.program, &mut state.memory, order)?;
                 }
             }
             Ok(f64::from(state.loss()?) + penalty)

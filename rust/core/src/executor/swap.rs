@@ -6,7 +6,8 @@
 //! when the executor is dropped or [`SwapRuntime::close`]d (the mapping itself stays
 //! valid until the executor goes, so numpy views of swapped weights never dangle).
 //!
-//! Transfers run on a background thread from two queues, read-ins first (the executor
+//! Transfers (`pread`/`pwrite`, not through the mapping, which only serves the views)
+//! run on a background thread from two queues, read-ins first (the executor
 //! may be waiting for one), each in the order issued. The read-ins of the segments
 //! starting at order `k` are issued before order `k` runs and waited for only before
 //! their first use (`lookahead` orders later at most). The write-outs of the segments
@@ -23,7 +24,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -45,6 +46,8 @@ fn swap_error(reason: impl Into<String>) -> Error {
 pub struct SwapFile {
     path: PathBuf,
     map: Option<MmapMut>,
+    /// The open file, for the transfer thread's `pread`/`pwrite`.
+    file: File,
     removed: bool,
 }
 
@@ -124,13 +127,14 @@ impl SwapFile {
         let mut made = SwapFile {
             path,
             map: None,
+            file,
             removed: false,
         };
         if len > 0 {
-            preallocate(&file, len).map_err(fail)?;
+            preallocate(&made.file, len).map_err(fail)?;
             // SAFETY: the file is this process's own, just created; nothing else maps
             // or truncates it while the mapping lives.
-            made.map = Some(unsafe { MmapMut::map_mut(&file) }.map_err(fail)?);
+            made.map = Some(unsafe { MmapMut::map_mut(&made.file) }.map_err(fail)?);
         }
         Ok(made)
     }
@@ -173,51 +177,47 @@ impl Drop for SwapFile {
     }
 }
 
-/// One copy for the worker: `n` bytes from address `from` to address `to`.
+/// One transfer for the worker: `n` bytes between the arena at address `arena` and the
+/// file at byte `at` (the direction is the queue's).
 #[derive(Debug, Clone, Copy)]
 struct Job {
-    from: usize,
-    to: usize,
+    arena: usize,
+    at: u64,
     n: usize,
-    /// The whole pages of the mapping the copy touched, `(start, len)`: released from
-    /// the process afterwards, so swapped bytes stop counting in its resident set.
-    release: (usize, usize),
 }
 
-/// Bytes copied between two releases of the file's pages: bounds the swap file's share
-/// of the resident set during a transfer (a whole buffer's pages otherwise).
-const COPY_CHUNK: usize = 1 << 20;
-
-/// Carries out `job` in pieces ending on `COPY_CHUNK` boundaries of the file's addresses,
-/// releasing the file pages each piece touched (within `job.release`) right after it.
-fn copy_releasing(job: Job, read: bool) {
-    let file = if read { job.from } else { job.to };
-    let (first, end) = (job.release.0, job.release.0 + job.release.1);
-    let mut done = 0;
-    while done < job.n {
-        let here = file + done;
-        let n = (COPY_CHUNK - here % COPY_CHUNK).min(job.n - done);
-        // SAFETY: the runtime issues only copies between a slot of the mapping and a
-        // segment of the arena that validation put inside them, and keeps both alive
-        // until the transfer thread is joined; no step touches the segment's block
-        // before the runtime waits for this job. `[done, done + n)` is inside the job.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                (job.from + done) as *const u8,
-                (job.to + done) as *mut u8,
-                n,
-            )
-        };
-        // whole pages of this piece: from the page holding its first byte (the job's
-        // first page at most) to the end of the page holding its last
-        let page = page_size();
-        let low = (here / page * page).max(first);
-        let high = (here + n).div_ceil(page) * page;
-        let high = high.min(end);
-        if high > low {
-            release_pages(low, high - low);
+/// Carries out `job` with `pread`/`pwrite` on the file, not through the mapping: the
+/// copy goes through the page cache without mapping the file's pages into the process,
+/// so swapped bytes never count in its resident set, no page faults are taken and no
+/// `madvise` (with its TLB shootdowns on the compute threads) is needed afterwards.
+/// The mapping sees the same bytes (one page cache).
+fn transfer(file: &File, job: Job, kind: Kind) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        match kind {
+            Kind::Read => {
+                // SAFETY: the runtime issues only transfers into a segment of the arena
+                // that validation put inside it, keeps the arena alive until this thread
+                // is joined, and no step touches the segment before the runtime waits
+                // for this job.
+                let into = unsafe { std::slice::from_raw_parts_mut(job.arena as *mut u8, job.n) };
+                file.read_exact_at(into, job.at)
+            }
+            Kind::Write => {
+                // SAFETY: as above; no step writes the block while its write-out runs
+                // (the schedule reserves it until the runtime waits for this job).
+                let from = unsafe { std::slice::from_raw_parts(job.arena as *const u8, job.n) };
+                file.write_all_at(from, job.at)
+            }
         }
-        done += n;
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, job, kind);
+        Err(std::io::Error::other(
+            "swapping needs a unix file API (pread/pwrite)",
+        ))
     }
 }
 
@@ -258,6 +258,10 @@ struct Shared {
     arrived: Condvar,
     done: Mutex<[u64; 2]>,
     changed: Condvar,
+    /// Nanoseconds the thread spent transferring.
+    busy: AtomicU64,
+    /// The first transfer that failed (an I/O error on the swap file).
+    failure: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -275,7 +279,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn start() -> Result<Worker> {
+    fn start(file: File) -> Result<Worker> {
         let shared = Arc::new(Shared::default());
         let seen = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -296,7 +300,23 @@ impl Worker {
                         queues = seen.arrived.wait(queues).unwrap_or_else(|e| e.into_inner());
                     }
                 };
-                copy_releasing(job, kind == Kind::Read);
+                let started = Instant::now();
+                let result = transfer(&file, job, kind);
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                seen.busy.fetch_add(nanos, Ordering::Relaxed);
+                if let Err(e) = result {
+                    let what = if kind == Kind::Read {
+                        "read from"
+                    } else {
+                        "write to"
+                    };
+                    lock(&seen.failure).get_or_insert_with(|| {
+                        format!(
+                            "cannot {what} the swap file ({} bytes at {}): {e}",
+                            job.n, job.at
+                        )
+                    });
+                }
                 lock(&seen.done)[kind as usize] += 1;
                 seen.changed.notify_all();
             })
@@ -344,6 +364,16 @@ impl Worker {
         done[0] >= self.issued[0] && done[1] >= self.issued[1]
     }
 
+    /// Seconds spent transferring so far.
+    fn busy_seconds(&self) -> f64 {
+        self.shared.busy.load(Ordering::Relaxed) as f64 * 1e-9
+    }
+
+    /// The first transfer that failed, if any.
+    fn failure(&self) -> Option<String> {
+        lock(&self.shared.failure).clone()
+    }
+
     /// Blocks until every job issued is complete.
     fn wait_all(&self) {
         self.wait(Kind::Read, self.issued[0]);
@@ -385,6 +415,9 @@ pub struct SwapTraffic {
     pub write_waits: u64,
     /// Of `wait_seconds`: waiting for late write-outs.
     pub write_wait_seconds: f64,
+    /// Seconds the transfer thread spent copying, since the executor was made (beside
+    /// the steps, except what the waits show).
+    pub transfer_seconds: f64,
 }
 
 /// The schedule being carried out over one executor's memory.
@@ -415,8 +448,12 @@ impl SwapRuntime {
         let swap = schedule(program);
         let orders = program.steps.len();
         let file = SwapFile::create(dir, swap.file_bytes)?;
+        let handle = file
+            .file
+            .try_clone()
+            .map_err(|e| swap_error(format!("cannot open the swap file twice: {e}")))?;
         let mut runtime = SwapRuntime {
-            worker: Worker::start()?,
+            worker: Worker::start(handle)?,
             file,
             reads: Vec::new(),
             writes: Vec::new(),
@@ -446,7 +483,18 @@ impl SwapRuntime {
 
     /// The traffic so far.
     pub fn traffic(&self) -> SwapTraffic {
-        self.traffic
+        SwapTraffic {
+            transfer_seconds: self.worker.busy_seconds(),
+            ..self.traffic
+        }
+    }
+
+    /// An error when a transfer failed: the bytes it moved cannot be trusted.
+    fn check(&self) -> Result<()> {
+        match self.worker.failure() {
+            Some(reason) => Err(swap_error(reason)),
+            None => Ok(()),
+        }
     }
 
     /// Whether an iteration has begun and not ended.
@@ -491,7 +539,7 @@ impl SwapRuntime {
 
     /// Before order `order` runs: every read-in first used here is complete (late ones
     /// count). The write-outs due here were waited for when the order was entered.
-    pub fn before_step(&mut self, order: usize) {
+    pub fn before_step(&mut self, order: usize) -> Result<()> {
         let started = Instant::now();
         let worker = &self.worker;
         let mut late = 0;
@@ -511,6 +559,7 @@ impl SwapRuntime {
             self.traffic.wait_seconds += waited;
             self.traffic.read_wait_seconds += waited;
         }
+        self.check()
     }
 
     /// Waits for the write-outs whose blocks the plan may give away at `order` (issued
@@ -560,8 +609,9 @@ impl SwapRuntime {
         self.writes.clear();
     }
 
-    /// After order `order` ran: its exits, then the next order's entries (or the end).
-    pub fn end_step(&mut self, program: &Program, memory: &mut Memory, order: usize) {
+    /// After order `order` ran: its exits, then the next order's entries (or the end);
+    /// an error when a transfer failed.
+    pub fn end_step(&mut self, program: &Program, memory: &mut Memory, order: usize) -> Result<()> {
         let swap = schedule(program);
         let leaving = std::mem::take(&mut self.leave[order]);
         for &(i, j) in &leaving {
@@ -584,6 +634,7 @@ impl SwapRuntime {
             self.traffic.last_written = self.written;
             self.traffic.last_read = self.read;
         }
+        self.check()
     }
 
     /// Order `order`'s entries: first the write-outs whose blocks the plan may give
@@ -634,20 +685,11 @@ impl SwapRuntime {
     /// Queues a copy of `n` bytes between slot offset `slot` and arena offset `offset`
     /// (from the slot for a read-in); its job number among its kind.
     fn issue(&mut self, memory: &Memory, slot: usize, offset: usize, n: usize, kind: Kind) -> u64 {
-        let read = kind == Kind::Read;
-        // Addresses only: validation put `[slot, slot + size)` inside the file and
-        // `[offset, offset + size)` inside the arena, `n <= size`.
-        let file = self.file.as_ptr() as usize + slot;
+        // Validation put `[slot, slot + size)` inside the file and `[offset, offset +
+        // size)` inside the arena, `n <= size`.
         let arena = memory.arena().as_ptr() as usize + offset;
-        let (from, to) = if read { (file, arena) } else { (arena, file) };
-        let page = page_size();
-        let base = self.file.as_ptr() as usize;
-        let first = (slot / page) * page;
-        let last = (slot + n).div_ceil(page) * page;
-        let last = last.min(self.file.len() / page * page);
-        let release = (base + first, last.saturating_sub(first));
         let counted = n as u64;
-        if read {
+        if kind == Kind::Read {
             self.read += counted;
             self.traffic.total_read += counted;
         } else {
@@ -656,10 +698,9 @@ impl SwapRuntime {
         }
         self.worker.issue(
             Job {
-                from,
-                to,
+                arena,
+                at: slot as u64,
                 n,
-                release,
             },
             kind,
         )
