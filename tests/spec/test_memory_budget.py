@@ -17,7 +17,7 @@ from edgetrain import Model
 from edgetrain.cli import main
 from edgetrain.errors import ConfigError
 from edgetrain.planning.budget import choose_swap, parse_budget
-from edgetrain.planning.swap import plan_swap
+from edgetrain.planning.swap import SwapSchedule, plan_swap
 from edgetrain.planning.swap_check import check_swap
 from planning_models import BUILDERS, random_models
 
@@ -303,3 +303,25 @@ def test_the_swap_file_goes_to_the_temp_dir_unless_the_model_file_names_a_path(t
         assert _swap_options(args, Model.from_ini(keyed)) == {"swap_dir": want}
     args.swap_dir = tmp_path / "given"
     assert _swap_options(args, Model.from_ini(keyed))["swap_dir"] == tmp_path / "given"
+
+
+def test_a_larger_lookahead_wins_when_it_moves_at_most_a_32nd_more_bytes() -> None:
+    """At lookahead 0 no read-in can run beside a step, so a schedule with a larger
+    lookahead is preferred unless it moves more than 1/32 more bytes than the fewest."""
+    from dataclasses import replace
+
+    from edgetrain.planning.budget import prefer_lookahead
+
+    layers, loss, _, optimizer = BUILDERS["mlp"]()
+    model = Model(layers, loss=loss)
+    model.compile(optimizer(), batch_size=2)
+
+    def moving(lookahead: int, nbytes: int) -> SwapSchedule:
+        schedule = plan_swap(model.program, lookahead=lookahead)
+        return replace(schedule, bytes_written=nbytes, bytes_read=0)
+
+    near = [moving(0, 3200), moving(1, 3300), moving(2, 3300)]
+    assert prefer_lookahead(near).lookahead == 2
+    far = [moving(0, 3200), moving(2, 3301)]
+    assert prefer_lookahead(far).lookahead == 0
+    assert prefer_lookahead([moving(1, 9000)]).lookahead == 1

@@ -14,7 +14,10 @@ The heuristic (``spec/swapping.md`` §6), per lookahead ``L`` tried:
 3. *Prune.* Un-swap chosen buffers, the most bytes moved first, while the lower bound
    still meets the budget and the planned arena still fits.
 
-The lookahead moving the fewest bytes wins (the larger on ties: more time to prefetch).
+Among the lookaheads that fit, the largest whose schedule moves at most ``1/32`` more
+bytes than the fewest any moves wins (ties: fewer bytes): at lookahead 0 no read-in can
+overlap a step (it is issued at the order that needs it), so a few percent more bytes
+that the runtime can hide cost less than fewer bytes it cannot.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ from .swap import (
 
 #: lookaheads tried when the caller does not fix one
 LOOKAHEADS = (0, 1, 2, 4)
+
+#: a larger lookahead is preferred while its schedule moves at most this fraction more
+#: bytes than the schedule moving the fewest (``spec/swapping.md`` §7)
+LOOKAHEAD_SLACK = 1 / 32
 
 _UNITS = {
     "": 1,
@@ -265,6 +272,14 @@ def _prune(
     return plan_swap(program, names, lookahead=lookahead, planner=planner, plan=base)
 
 
+def prefer_lookahead(fits: Sequence[SwapSchedule]) -> SwapSchedule:
+    """Of schedules that fit, the one with the largest lookahead among those moving at
+    most ``LOOKAHEAD_SLACK`` more bytes than the fewest (ties: fewer bytes)."""
+    least = min(s.bytes_moved for s in fits)
+    near = [s for s in fits if s.bytes_moved <= least * (1 + LOOKAHEAD_SLACK)]
+    return max(near, key=lambda s: (s.lookahead, -s.bytes_moved))
+
+
 def choose_swap(
     program: Program,
     budget: int | str,
@@ -286,7 +301,7 @@ def choose_swap(
     tried = (lookahead,) if lookahead is not None else LOOKAHEADS
     fits = [s for s in (_fit(program, base, nbytes, L, planner) for L in tried) if s is not None]
     if fits:
-        return min(fits, key=lambda s: (s.bytes_moved, -s.lookahead))
+        return prefer_lookahead(fits)
     smallest = min(
         (plan_swap(program, None, lookahead=L, planner=planner, plan=base) for L in tried),
         key=lambda s: (s.resident_bytes, -s.lookahead),
