@@ -85,7 +85,11 @@ def test_a_block_reused_while_its_write_out_runs_is_caught() -> None:
     schedule = plan_swap(model.program, ["x:output"], lookahead=0)
     first = schedule.segments["x:output"][0]
     assert first.exit is Exit.WRITE and first.held == first.end + 1
-    _fails(model, _with_segment(schedule, "x:output", 0, held=first.end), "holds its block through")
+    _fails(model, _with_segment(schedule, "x:output", 0, held=first.end + 2), "holds its block through")
+    second = schedule.segments["x:output"][1]
+    assert second.exit is Exit.FREE
+    _fails(model, _with_segment(schedule, "x:output", 1, held=second.end + 1), "holds its block through")
+    check_swap(model.program, _with_segment(schedule, "x:output", 0, held=first.end))  # waited at once
     everything = plan_swap(model.program, lookahead=0)
     pairs = [
         (s, o)

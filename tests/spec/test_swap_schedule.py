@@ -67,6 +67,11 @@ def test_a_written_out_block_is_reserved_one_order_longer_and_dropped_ones_are_n
                 assert s.held == want, s
         held = [s for ss in schedule.segments.values() for s in ss if s.held > s.end]
         assert held, "some write-out should hold its block past its last use"
+        waiting = plan_swap(model.program, lookahead=lookahead, overlap_writes=False)
+        check_swap(model.program, waiting)
+        assert all(s.held == s.end for ss in waiting.segments.values() for s in ss)
+        assert waiting.resident_lower_bound <= schedule.resident_lower_bound
+        assert waiting.to_json()["overlap_writes"] is False
         for s in held:
             # nobody else is given the block's bytes while the copy runs
             for others in schedule.segments.values():
@@ -214,7 +219,12 @@ def test_schedules_reproduce_the_stored_cases() -> None:
         if model not in programs:
             programs[model] = maker.training_program(model)
         program = programs[model]
-        schedule = plan_swap(program, case["swapped"], lookahead=case["lookahead"])
+        schedule = plan_swap(
+            program,
+            case["swapped"],
+            lookahead=case["lookahead"],
+            overlap_writes=case["overlap_writes"],
+        )
         assert maker.expected(schedule) == {
             k: v for k, v in case.items() if k not in ("name", "model", "budget")
         }, case["name"]
@@ -225,3 +235,4 @@ def test_schedules_reproduce_the_stored_cases() -> None:
             chosen = choose_swap(program, case["budget"], plan=schedule.plan)
             assert chosen is not None and list(chosen.swapped) == case["swapped"], case["name"]
             assert chosen.lookahead == case["lookahead"]
+            assert chosen.overlap_writes == case["overlap_writes"]

@@ -126,13 +126,15 @@ class _Candidate:
         return any(start <= order <= stop for start, stop in self.absent)
 
 
-def _candidates(program: Program, base: MemoryPlan, lookahead: int) -> list[_Candidate]:
+def _candidates(
+    program: Program, base: MemoryPlan, lookahead: int, overlap: bool
+) -> list[_Candidate]:
     untrained = untrained_weights(program)
     last = len(base.steps) - 1
     found = []
     for index, name in enumerate(swap_candidates(base, lookahead)):
         buffer = base.buffers[name]
-        runs = buffer_runs(program, base, buffer, lookahead, untrained)
+        runs = buffer_runs(program, base, buffer, lookahead, untrained, overlap)
         held = [(0, -1)] + [(r.start, r.held) for r in runs] + [(last + 1, last + 1)]
         absent = tuple(
             (max(a_end + 1, buffer.first), min(b_start - 1, buffer.last))
@@ -154,14 +156,19 @@ def _live(base: MemoryPlan, chosen: Sequence[_Candidate]) -> NDArray[np.int64]:
 
 
 def _fit(
-    program: Program, base: MemoryPlan, budget: int, lookahead: int, planner: str
+    program: Program,
+    base: MemoryPlan,
+    budget: int,
+    lookahead: int,
+    planner: str,
+    overlap: bool = True,
 ) -> SwapSchedule | None:
-    candidates = _candidates(program, base, lookahead)
+    candidates = _candidates(program, base, lookahead, overlap)
     chosen = _relieve(program, base, budget, lookahead, planner, candidates)
     if chosen is None:
         # fragmentation can defeat step 1 where swapping everything fits: prune from there
         chosen = candidates
-    return _prune(program, base, budget, lookahead, planner, chosen)
+    return _prune(program, base, budget, lookahead, planner, chosen, overlap)
 
 
 def _relieve(
@@ -212,6 +219,7 @@ def _prune(
     lookahead: int,
     planner: str,
     chosen: list[_Candidate],
+    overlap: bool,
 ) -> SwapSchedule | None:
     """Step 3: un-swap what is not needed, the most bytes moved first; None if even
     ``chosen`` does not fit. Candidates whose return keeps the live maximum within the
@@ -269,15 +277,18 @@ def _prune(
         if not blocked:
             break
     names = [c.buffer for c in keep]
-    return plan_swap(program, names, lookahead=lookahead, planner=planner, plan=base)
+    return plan_swap(
+        program, names, lookahead=lookahead, planner=planner, plan=base, overlap_writes=overlap
+    )
 
 
 def prefer_lookahead(fits: Sequence[SwapSchedule]) -> SwapSchedule:
     """Of schedules that fit, the one with the largest lookahead among those moving at
-    most ``LOOKAHEAD_SLACK`` more bytes than the fewest (ties: fewer bytes)."""
+    most ``LOOKAHEAD_SLACK`` more bytes than the fewest (ties: overlapping write-outs,
+    then fewer bytes)."""
     least = min(s.bytes_moved for s in fits)
     near = [s for s in fits if s.bytes_moved <= least * (1 + LOOKAHEAD_SLACK)]
-    return max(near, key=lambda s: (s.lookahead, -s.bytes_moved))
+    return max(near, key=lambda s: (s.lookahead, s.overlap_writes, -s.bytes_moved))
 
 
 def choose_swap(
@@ -299,11 +310,20 @@ def choose_swap(
     if base.arena_bytes <= nbytes:
         return None
     tried = (lookahead,) if lookahead is not None else LOOKAHEADS
-    fits = [s for s in (_fit(program, base, nbytes, L, planner) for L in tried) if s is not None]
+    fits = []
+    for L in tried:  # overlapping write-outs if that fits, else waiting for them
+        found = _fit(program, base, nbytes, L, planner) or _fit(
+            program, base, nbytes, L, planner, overlap=False
+        )
+        if found is not None:
+            fits.append(found)
     if fits:
         return prefer_lookahead(fits)
     smallest = min(
-        (plan_swap(program, None, lookahead=L, planner=planner, plan=base) for L in tried),
+        (
+            plan_swap(program, None, lookahead=L, planner=planner, plan=base, overlap_writes=False)
+            for L in tried
+        ),
         key=lambda s: (s.resident_bytes, -s.lookahead),
     )
     raise ConfigError(

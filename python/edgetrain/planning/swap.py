@@ -96,6 +96,8 @@ class SwapSchedule:
     planner: str
     alignment: int
     plan: MemoryPlan
+    #: written-out blocks held one order longer, so the copies overlap the next step
+    overlap_writes: bool
     swapped: tuple[str, ...]
     segments: dict[str, tuple[Segment, ...]]
     resident_offsets: dict[str, int]
@@ -120,6 +122,7 @@ class SwapSchedule:
         """A JSON-ready dict of the schedule (the plan itself is not repeated)."""
         return {
             "lookahead": self.lookahead,
+            "overlap_writes": self.overlap_writes,
             "planner": self.planner,
             "alignment": self.alignment,
             "resident_bytes": self.resident_bytes,
@@ -250,10 +253,11 @@ def buffer_runs(
     buffer: BufferPlan,
     lookahead: int,
     untrained: Collection[str],
+    overlap_writes: bool = True,
 ) -> list[Run]:
     """The segments of a swapped buffer, before offsets are given (``spec/swapping.md`` §3);
-    a segment written out keeps its block one order longer, for the copy to overlap the
-    next step (§4)."""
+    with ``overlap_writes`` a segment written out keeps its block one order longer, for
+    the copy to overlap the next step (§3)."""
     uses = buffer_uses(plan, buffer)
     writes = buffer_writes(program, plan, buffer, untrained)
     persistent = buffer.lifespan is Lifespan.PERSISTENT
@@ -272,7 +276,8 @@ def buffer_runs(
             exit_ = Exit.FREE
         else:
             exit_ = Exit.WRITE if (j == 0 or dirty) else Exit.DROP
-        held = min(run[-1] + 1, last_order) if exit_ is Exit.WRITE else run[-1]
+        overlaps = overlap_writes and exit_ is Exit.WRITE
+        held = min(run[-1] + 1, last_order) if overlaps else run[-1]
         result.append(Run(start, run[-1], run, read_in, exit_, held))
     return result
 
@@ -309,10 +314,13 @@ def plan_swap(
     lookahead: int = 0,
     planner: str = "greedy_by_size",
     plan: MemoryPlan | None = None,
+    overlap_writes: bool = True,
 ) -> SwapSchedule:
     """The schedule swapping ``swapped`` buffers (None: every swappable one) of a training
     program at ``lookahead``, its resident arena and its swap file placed by ``planner``.
-    ``plan`` may pass the program's unswapped plan with that planner to save its cost."""
+    ``plan`` may pass the program's unswapped plan with that planner to save its cost.
+    ``overlap_writes``: written-out blocks are held one order longer so the copies run
+    beside the next step (more resident bytes at some orders; ``spec/swapping.md`` §3)."""
     if isinstance(lookahead, bool) or int(lookahead) != lookahead or lookahead < 0:
         raise ConfigError(
             f"lookahead must be a non-negative integer, got {lookahead!r}", key="lookahead"
@@ -336,7 +344,7 @@ def plan_swap(
     untrained = untrained_weights(program)
     order_names = [b for b in base.buffers if b in wanted]
     runs = {
-        name: buffer_runs(program, base, base.buffers[name], lookahead, untrained)
+        name: buffer_runs(program, base, base.buffers[name], lookahead, untrained, overlap_writes)
         for name in order_names
     }
     blocks, owner = resident_blocks(base, runs)
@@ -366,6 +374,7 @@ def plan_swap(
     slots = _place_slots(base, order_names, segments, orders, chosen.place)
     return SwapSchedule(
         lookahead=int(lookahead),
+        overlap_writes=overlap_writes,
         planner=chosen.name,
         alignment=ALIGNMENT,
         plan=base,
