@@ -204,29 +204,17 @@ fn zero_fill_and_threads_are_honoured() {
 fn embedding_picks_rows_sums_repeated_ids_and_refuses_bad_ids() {
     use edgetrain_core::kernels::embedding::{forward, grad, EmbeddingShape};
     use edgetrain_core::Error;
-    let shape = EmbeddingShape {
-        in_dim: 3,
-        out_dim: 2,
-    };
+    let shape = EmbeddingShape { in_dim: 3, out_dim: 2 };
     let table = [0.0f32, 1.0, 10.0, 11.0, 20.0, 21.0];
     let mut y = [0.0f32; 6];
     forward(&shape, &[2.0, 0.0, 2.0], &table, &mut y).unwrap();
     assert_eq!(y, [20.0, 21.0, 0.0, 1.0, 20.0, 21.0]);
     let mut d = [9.0f32; 6];
-    grad(
-        &shape,
-        &[2.0, 0.0, 2.0],
-        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
-        &mut d,
-    )
-    .unwrap();
+    grad(&shape, &[2.0, 0.0, 2.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &mut d).unwrap();
     assert_eq!(d, [3.0, 4.0, 0.0, 0.0, 6.0, 8.0]);
     for bad in [3.0f32, -1.0, 0.5, f32::NAN] {
         let err = forward(&shape, &[0.0, bad, 1.0], &table, &mut y).unwrap_err();
         assert!(matches!(err, Error::InvalidData { .. }), "{err}");
-        assert!(
-            err.to_string().contains("at flat index 1 (1 bad of 3)"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("at flat index 1 (1 bad of 3)"), "{err}");
     }
 }
