@@ -15,6 +15,7 @@ __all__ = [
     "CoreShapeError",
     "CoreSwapError",
     "__version__",
+    "plan_swap",
     "version",
 ]
 
@@ -38,6 +39,7 @@ class CoreSwapError(CoreError):
 class CoreConfigError(CoreError):
     """A program, property or argument the core refuses (edgetrain's ConfigError)."""
 
+def plan_swap(request: str) -> str: ...
 @final
 class CoreExecutor:
     """A lowered program running in the arena it owns."""

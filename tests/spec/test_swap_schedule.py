@@ -225,7 +225,7 @@ def test_schedules_reproduce_the_stored_cases() -> None:
             lookahead=case["lookahead"],
             overlap_writes=case["overlap_writes"],
         )
-        assert maker.expected(schedule) == {
+        assert maker.expected(program, schedule) == {
             k: v for k, v in case.items() if k not in ("name", "model", "budget")
         }, case["name"]
         if case["budget"] is None:

@@ -321,6 +321,13 @@ impl CoreExecutor {
     }
 }
 
+/// The swap schedule of a JSON request (`spec/swapping.md`): the core's own computation
+/// of what `plan_swap` gives in the spec, as the JSON of `SwapSchedule.to_json()`.
+#[pyfunction]
+fn plan_swap(py: Python<'_>, request: &str) -> PyResult<String> {
+    py.detach(|| guarded(|| edgetrain_core::planner::swap::plan_swap_json(request)))
+}
+
 /// The version of the compiled core, equal to the Python package's version.
 #[pyfunction]
 fn version() -> &'static str {
@@ -331,6 +338,7 @@ fn version() -> &'static str {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_swap, m)?)?;
     m.add("__version__", edgetrain_core::VERSION)?;
     m.add_class::<CoreExecutor>()?;
     m.add("CoreError", m.py().get_type::<CoreError>())?;

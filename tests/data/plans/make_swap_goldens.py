@@ -5,8 +5,11 @@ Run from the repository root: ``.venv/bin/python tests/data/plans/make_swap_gold
 Cases: the training programs of the example model files at their batch sizes, with
 every swappable buffer swapped at lookaheads 0 and 2 (manual mode), and the schedules
 ``choose_swap`` picks for budgets of 80% and 65% of the plan (the small models).
-The per-order lists of ``SwapSchedule.to_json()`` are left out: they follow from the
-segments (section 6).
+Each case carries the core's request (``swap_request``: the plan's facts about every
+buffer, the swapped set, the lookahead), so ``rust/core/tests/swap_schedule.rs`` computes
+the schedule itself and compares. The per-order lists of ``SwapSchedule.to_json()`` are
+left out: they follow from the segments (section 6), and the conformance test
+``tests/conformance/test_swap_schedule_core.py`` compares them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgetrain.backends.swap_schedule import swap_request
 from edgetrain.graph import build_graph
 from edgetrain.ini import read_ini
 from edgetrain.losses import make_loss
@@ -36,11 +40,14 @@ def training_program(stem: str) -> Program:
     return build_program(graph, training=True, optimizer_state=desc.optimizer.state_names())
 
 
-def expected(schedule: SwapSchedule) -> dict[str, Any]:
-    """The fields the Rust core must reproduce."""
+def expected(program: Program, schedule: SwapSchedule) -> dict[str, Any]:
+    """The core's request and the fields it must reproduce."""
     data = schedule.to_json()
     del data["orders"]
-    return data
+    request = swap_request(
+        program, schedule.plan, schedule.swapped, schedule.lookahead, schedule.overlap_writes
+    )
+    return {"request": request, **data}
 
 
 def cases() -> list[dict[str, Any]]:
@@ -55,7 +62,7 @@ def cases() -> list[dict[str, Any]]:
                     "name": f"{stem}_all_L{lookahead}",
                     "model": stem,
                     "budget": None,
-                    **expected(schedule),
+                    **expected(program, schedule),
                 }
             )
         if stem in BUDGETED:
@@ -68,7 +75,7 @@ def cases() -> list[dict[str, Any]]:
                         "name": f"{stem}_budget_{fraction}",
                         "model": stem,
                         "budget": budget,
-                        **expected(chosen),
+                        **expected(program, chosen),
                     }
                 )
     return found

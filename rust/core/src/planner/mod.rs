@@ -11,6 +11,7 @@
 pub mod bounds;
 pub mod checker;
 mod fit;
+pub mod swap;
 
 use std::fmt;
 use std::str::FromStr;
