@@ -10,6 +10,7 @@ import pytest
 from edgetrain.errors import ConfigError, ShapeError
 from edgetrain.layers.base import StepKind
 from edgetrain.layers.conv1d import Conv1D
+from edgetrain.layers import conv2d as conv2d_module
 from edgetrain.layers.conv2d import Conv2D
 from gradcheck import check_layer_gradients, make_context
 
@@ -108,12 +109,96 @@ def test_conv2d_declares_weights_and_short_lived_scratch() -> None:
     setup = layer.setup([(8, 3, 9, 10)])
     assert setup.output_shapes == [(8, 4, 5, 6)]
     assert [(w.name, w.shape) for w in setup.weights] == [("weight", (4, 3, 3, 2)), ("bias", (4,))]
+    # a 5x6 map: 256 columns need 9 samples, capped at the batch of 8
+    assert layer.samples_per_gemm((8, 3, 9, 10)) == 8
     lifetimes = {s.name: (s.shape, s.used_in) for s in setup.scratch}
     assert lifetimes == {
-        "im2col": ((18, 30), frozenset({StepKind.FORWARD})),
-        "im2col_gradient": ((18, 30), frozenset({StepKind.CALC_GRADIENT})),
-        "col2im": ((18, 30), frozenset({StepKind.CALC_DERIVATIVE})),
+        "im2col": ((18, 240), frozenset({StepKind.FORWARD})),
+        "im2col_gradient": ((18, 240), frozenset({StepKind.CALC_GRADIENT})),
+        "col2im": ((18, 240), frozenset({StepKind.CALC_DERIVATIVE})),
+        "stage": ((4, 240), frozenset({StepKind.FORWARD})),
+        "stage_gradient": ((4, 240), frozenset({StepKind.CALC_GRADIENT})),
+        "stage_derivative": ((4, 240), frozenset({StepKind.CALC_DERIVATIVE})),
     }
+
+
+def test_conv2d_one_sample_per_gemm_on_large_maps_needs_no_stage() -> None:
+    layer = Conv2D(filters=4, kernel_size=3, padding=1, name="conv")
+    setup = layer.setup([(8, 3, 16, 16)])  # 256 output cells: one sample fills the GEMM
+    assert layer.samples_per_gemm((8, 3, 16, 16)) == 1
+    assert {s.name: s.shape for s in setup.scratch} == {
+        "im2col": (27, 256), "im2col_gradient": (27, 256), "col2im": (27, 256)
+    }
+
+
+@pytest.mark.parametrize(
+    ("batch", "out_map", "samples"),
+    [(32, 1024, 1), (32, 256, 1), (32, 255, 2), (32, 64, 4), (32, 16, 16), (32, 4, 32),
+     (5, 1, 5), (1, 4, 1)],
+)
+def test_samples_per_gemm_is_the_smallest_block_reaching_the_column_target(
+    batch: int, out_map: int, samples: int
+) -> None:
+    assert conv2d_module.GEMM_COLUMNS == 256
+    assert conv2d_module.samples_per_gemm(batch, out_map) == samples
+
+
+def test_sample_blocks_cover_the_batch_with_a_short_last_block() -> None:
+    assert conv2d_module.sample_blocks(7, 3) == [(0, 3), (3, 3), (6, 1)]
+    assert conv2d_module.sample_blocks(4, 4) == [(0, 4)]
+    assert conv2d_module.sample_blocks(3, 1) == [(0, 1), (1, 1), (2, 1)]
+
+
+# Column targets giving 1, 2 and 3 samples per GEMM on a 4x4 output map; a batch of 5
+# leaves a short last block for 2 and 3.
+BLOCK_TARGETS = [(16, 1), (32, 2), (48, 3)]
+BLOCK_CASES: list[tuple[tuple[int, ...], dict[str, Any]]] = [
+    ((5, 2, 4, 4), {"filters": 3, "kernel_size": 3, "padding": "same"}),
+    ((5, 3, 9, 8), {"filters": 2, "kernel_size": (3, 2), "stride": 2, "padding": 1, "dilation": (1, 2)}),
+    ((5, 2, 4, 4), {"filters": 3, "kernel_size": 1, "bias": False}),
+]
+
+
+@pytest.mark.parametrize(("target", "samples"), BLOCK_TARGETS)
+@pytest.mark.parametrize(("shape", "props"), BLOCK_CASES)
+def test_conv2d_blocks_of_samples_match_finite_differences_and_the_oracle(
+    monkeypatch: pytest.MonkeyPatch, target: int, samples: int,
+    shape: tuple[int, ...], props: dict[str, Any],
+) -> None:
+    monkeypatch.setattr(conv2d_module, "GEMM_COLUMNS", target)
+    layer = Conv2D(name="conv", **props)
+    assert layer.samples_per_gemm(shape) == samples
+    check_layer_gradients(layer, [shape])
+    x = np.random.default_rng(2).normal(size=shape)
+    ctx = make_context(layer, [x])
+    layer.forward(ctx)
+    window = layer.window(shape[2], shape[3])
+    expected = direct_conv(x, ctx.weights["weight"], ctx.weights.get("bias"), layer.stride,
+                           window.pads, layer.dilation)
+    np.testing.assert_allclose(ctx.outputs[0], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_results_do_not_depend_on_the_block_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    shape = (5, 3, 6, 6)
+    x = np.random.default_rng(3).normal(size=shape)
+    dy = np.random.default_rng(4).normal(size=(5, 4, 6, 6))
+    results = []
+    for target in (1, 72, 108, 180):  # 1, 2, 3 and 5 samples of 36 cells
+        monkeypatch.setattr(conv2d_module, "GEMM_COLUMNS", target)
+        layer = Conv2D(filters=4, kernel_size=3, padding=1, name="conv")
+        ctx = make_context(layer, [x])
+        for name, value in ctx.weights.items():
+            value[...] = np.random.default_rng(len(name)).normal(size=value.shape)
+        layer.forward(ctx)
+        ctx.grad_outputs = [dy]
+        ctx.grad_inputs = [np.zeros_like(x)]
+        layer.calc_gradient(ctx)
+        layer.calc_derivative(ctx)
+        results.append([ctx.outputs[0].copy(), ctx.grad_inputs[0].copy(),
+                        *(g.copy() for g in ctx.gradients.values())])
+    for other in results[1:]:
+        for got, want in zip(other, results[0], strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_conv2d_overwrites_stale_output_and_gradients() -> None:
@@ -190,6 +275,16 @@ def test_conv2d_shape_errors_name_layer_and_shape() -> None:
 )
 def test_conv1d_backward_matches_finite_differences(props: dict[str, Any]) -> None:
     check_layer_gradients(Conv1D(name="conv1d", **props), [(2, 3, 1, 9)])
+
+
+@pytest.mark.parametrize("target", [9, 18, 27])  # 1, 2, 3 samples of 9 cells; batch 5
+def test_conv1d_blocks_of_samples_match_finite_differences(
+    monkeypatch: pytest.MonkeyPatch, target: int
+) -> None:
+    monkeypatch.setattr(conv2d_module, "GEMM_COLUMNS", target)
+    layer = Conv1D(name="conv1d", filters=2, kernel_size=3, padding="causal", dilation=2)
+    assert layer.samples_per_gemm((5, 3, 1, 9)) == target // 9
+    check_layer_gradients(layer, [(5, 3, 1, 9)])
 
 
 def test_conv1d_causal_output_sees_only_the_past() -> None:

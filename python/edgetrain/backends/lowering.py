@@ -68,6 +68,7 @@ def lower_op(layer: Layer, input_shapes: list[Shape]) -> dict[str, Any]:
             "kernel": list(window.kernel),
             "dilation": list(window.dilation),
             **_window(window),
+            "samples_per_gemm": layer.samples_per_gemm(shape),
         }
     if isinstance(layer, Pooling2D):
         window = layer.window(shape[2], shape[3])

@@ -1,10 +1,14 @@
-"""2-D convolution (NCHW) as im2col into declared scratch, then one GEMM per sample.
+"""2-D convolution (NCHW) as im2col into declared scratch, then one GEMM per block of
+samples.
 
-The column matrix of one sample (``C*kh*kw x OH*OW``) is the large temporary of a
-convolution, so it is declared three times with disjoint lifetimes: ``im2col`` for the
-forward, ``im2col_gradient`` (recomputed from the input) for the weight gradient and
-``col2im`` for the derivative. Nothing of that size lives from the forward to the
-backward; the planner can give all three the same bytes. See ``spec/layers/conv2d.md``.
+The column matrix of a block of ``s`` samples (``C*kh*kw x s*OH*OW``) is the large
+temporary of a convolution, so it is declared three times with disjoint lifetimes:
+``im2col`` for the forward, ``im2col_gradient`` (recomputed from the input) for the
+weight gradient and ``col2im`` for the derivative. Nothing of that size lives from the
+forward to the backward; the planner can give all three the same bytes. ``s`` is the
+smallest number of samples whose maps give the GEMM :data:`GEMM_COLUMNS` columns
+(capped at the batch): one sample of a large map, several of a small one, whose GEMM
+would otherwise be too narrow to be fast. See ``spec/layers/conv2d.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from ..errors import ConfigError
 from ..initializers import check_initializer
 from ..tensors import Shape, format_shape
 from .base import (
+    Array,
     Layer,
     LayerContext,
     LayerSetup,
@@ -43,6 +48,25 @@ from .window import (
 _FORWARD = frozenset({StepKind.FORWARD})
 _GRADIENT = frozenset({StepKind.CALC_GRADIENT})
 _DERIVATIVE = frozenset({StepKind.CALC_DERIVATIVE})
+
+#: The GEMM width (columns, ``s * OH*OW``) a block of samples is chosen to reach. A
+#: narrower GEMM is several times slower per FLOP (a 512-filter layer on a 2x2 map runs
+#: at a tenth of the speed of one on a 32x32 map); a wider one only costs scratch.
+#: Measured in ``docs/gemm.md`` (convolution kernels).
+GEMM_COLUMNS = 256
+
+
+def samples_per_gemm(batch: int, out_map: int) -> int:
+    """The smallest number of samples whose ``out_map`` output cells reach
+    :data:`GEMM_COLUMNS` columns, at least 1 and at most ``batch``."""
+    wanted = -(-GEMM_COLUMNS // max(out_map, 1))
+    return max(1, min(batch, wanted))
+
+
+def sample_blocks(batch: int, samples: int) -> list[tuple[int, int]]:
+    """``(first, count)`` of consecutive blocks of ``samples`` samples; the last block
+    holds the remainder when ``samples`` does not divide ``batch``."""
+    return [(first, min(samples, batch - first)) for first in range(0, batch, samples)]
 
 
 class Conv2D(Layer):
@@ -121,31 +145,79 @@ class Conv2D(Layer):
         ]
         if self.bias:
             weights.append(WeightSpec("bias", (self.filters,), self.bias_initializer))
-        columns = (channels * kh * kw, out_h * out_w)
+        samples = samples_per_gemm(batch, out_h * out_w)
+        columns = (channels * kh * kw, samples * out_h * out_w)
+        scratch = [
+            ScratchSpec("im2col", columns, _FORWARD),
+            ScratchSpec("im2col_gradient", columns, _GRADIENT),
+            ScratchSpec("col2im", columns, _DERIVATIVE),
+        ]
+        if samples > 1:
+            staged = (self.filters, samples * out_h * out_w)
+            scratch += [
+                ScratchSpec("stage", staged, _FORWARD),
+                ScratchSpec("stage_gradient", staged, _GRADIENT),
+                ScratchSpec("stage_derivative", staged, _DERIVATIVE),
+            ]
         return LayerSetup(
             output_shapes=[(batch, self.filters, out_h, out_w)],
             weights=weights,
-            scratch=[
-                ScratchSpec("im2col", columns, _FORWARD),
-                ScratchSpec("im2col_gradient", columns, _GRADIENT),
-                ScratchSpec("col2im", columns, _DERIVATIVE),
-            ],
+            scratch=scratch,
         )
 
+    def samples_per_gemm(self, input_shape: Shape) -> int:
+        """How many samples share one GEMM for this input (what ``setup`` sized the
+        scratch for)."""
+        batch, _, height, width = input_shape
+        out_h, out_w = self.window(height, width).output
+        return samples_per_gemm(batch, out_h * out_w)
+
     # -- steps -----------------------------------------------------------------------
+    #
+    # Samples go through the GEMM in blocks of ``s`` (the width of the declared column
+    # scratch): the block's column matrices side by side, ``K x count*P``, sample ``n``
+    # in columns ``n*P .. (n+1)*P``. The GEMM's other operand or its product is then
+    # ``F x count*P``: a single sample's ``(F, OH, OW)`` is that matrix as it stands; for
+    # several, the NCHW block is reordered to and from it through the ``stage`` scratch.
 
     def _kernel_matrix(self, ctx: LayerContext) -> Any:
         weight = ctx.weights["weight"]
         return weight.reshape(weight.shape[0], -1)
+
+    @staticmethod
+    def _block_columns(columns: Array, count: int, out_map: int) -> Array:
+        """The first ``count`` samples' columns, viewed ``(K, count, P)``."""
+        return matrix_view(columns[:, : count * out_map], (columns.shape[0], count, out_map))
+
+    @staticmethod
+    def _stage_in(block: Array, ctx: LayerContext, name: str) -> Array:
+        """``block (count, F, OH, OW)`` as the ``F x count*P`` GEMM operand."""
+        count, filters = block.shape[:2]
+        if count == 1:
+            return block.reshape(filters, -1)
+        stage = ctx.scratch[name][:, : count * block.shape[2] * block.shape[3]]
+        staged = matrix_view(stage, (filters, count, stage.shape[1] // count))
+        staged[...] = block.reshape(count, filters, -1).transpose(1, 0, 2)
+        return stage
 
     def forward(self, ctx: LayerContext) -> None:
         x, y = ctx.inputs[0], ctx.outputs[0]
         window = self.window(x.shape[2], x.shape[3])
         kernel = self._kernel_matrix(ctx)
         columns = ctx.scratch["im2col"]
-        for n in range(x.shape[0]):
-            im2col(x[n], window, columns)
-            y[n] = np.matmul(kernel, columns).reshape(y.shape[1:])
+        filters, out_map = y.shape[1], y.shape[2] * y.shape[3]
+        samples = columns.shape[1] // out_map
+        for first, count in sample_blocks(x.shape[0], samples):
+            block = self._block_columns(columns, count, out_map)
+            for n in range(count):
+                im2col(x[first + n], window, block[:, n])
+            if count == 1:
+                np.matmul(kernel, columns[:, :out_map], out=matrix_view(y[first], (filters, out_map)))
+            else:
+                stage = ctx.scratch["stage"][:, : count * out_map]
+                np.matmul(kernel, columns[:, : count * out_map], out=stage)
+                staged = stage.reshape(filters, count, out_map).transpose(1, 0, 2)
+                y[first : first + count] = staged.reshape(count, *y.shape[1:])
         if self.bias:
             y += ctx.weights["bias"][:, None, None]
 
@@ -153,12 +225,17 @@ class Conv2D(Layer):
         x, dy = ctx.inputs[0], ctx.grad_outputs[0]
         window = self.window(x.shape[2], x.shape[3])
         columns = ctx.scratch["im2col_gradient"]
+        out_map = dy.shape[2] * dy.shape[3]
+        samples = columns.shape[1] // out_map
         grad = ctx.gradients["weight"]
         grad_matrix = matrix_view(grad, (grad.shape[0], columns.shape[0]))
         grad_matrix[...] = 0
-        for n in range(x.shape[0]):
-            im2col(x[n], window, columns)
-            grad_matrix += np.matmul(dy[n].reshape(dy.shape[1], -1), columns.T)
+        for first, count in sample_blocks(x.shape[0], samples):
+            block = self._block_columns(columns, count, out_map)
+            for n in range(count):
+                im2col(x[first + n], window, block[:, n])
+            grads = self._stage_in(dy[first : first + count], ctx, "stage_gradient")
+            grad_matrix += np.matmul(grads, columns[:, : count * out_map].T)
         if "bias" in ctx.gradients:
             np.sum(dy, axis=(0, 2, 3), out=ctx.gradients["bias"])
 
@@ -167,6 +244,11 @@ class Conv2D(Layer):
         window = self.window(dx.shape[2], dx.shape[3])
         kernel = self._kernel_matrix(ctx)
         columns = ctx.scratch["col2im"]
-        for n in range(dx.shape[0]):
-            np.matmul(kernel.T, dy[n].reshape(dy.shape[1], -1), out=columns)
-            col2im(columns, window, dx[n])
+        out_map = dy.shape[2] * dy.shape[3]
+        samples = columns.shape[1] // out_map
+        for first, count in sample_blocks(dx.shape[0], samples):
+            grads = self._stage_in(dy[first : first + count], ctx, "stage_derivative")
+            np.matmul(kernel.T, grads, out=columns[:, : count * out_map])
+            block = self._block_columns(columns, count, out_map)
+            for n in range(count):
+                col2im(block[:, n], window, dx[first + n])

@@ -109,6 +109,10 @@ pub enum Op {
         dilation: [usize; 2],
         /// `(top, bottom, left, right)`.
         padding: [usize; 4],
+        /// Samples whose column matrices share one GEMM (the spec's choice; the
+        /// `im2col`, `im2col_gradient` and `col2im` scratch are that many samples wide,
+        /// and `stage`, `stage_gradient`, `stage_derivative` exist when it is over 1).
+        samples_per_gemm: usize,
     },
     /// 2-D pooling.
     Pooling2d {

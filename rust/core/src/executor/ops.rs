@@ -76,6 +76,15 @@ impl Context<'_> {
             .ok_or_else(|| missing("scratch", name))
     }
 
+    /// A scratch tensor the layer declares only in some configurations (a conv's
+    /// `stage` when it puts several samples in one GEMM), else an empty slice.
+    fn optional_scratch<'m>(&self, v: &mut Views<'m>, name: &str) -> Result<&'m mut [f32]> {
+        match self.layer.binding.scratch.get(name) {
+            Some(&t) => v.write(t),
+            None => Ok(&mut []),
+        }
+    }
+
     fn label(&self) -> Result<usize> {
         self.program.label.ok_or_else(|| missing("tensor", "label"))
     }
@@ -197,6 +206,7 @@ impl Context<'_> {
             stride,
             dilation,
             padding,
+            samples_per_gemm,
         } = *op
         else {
             unreachable!()
@@ -221,7 +231,10 @@ impl Context<'_> {
                 right: padding[3],
             },
         };
-        Ok(conv::Conv2dShape::new(d[0], d[1], wd[0], window))
+        Ok(conv::Conv2dShape {
+            samples_per_gemm,
+            ..conv::Conv2dShape::new(d[0], d[1], wd[0], window)
+        })
     }
 
     fn pool_shape(&self, x: usize) -> Result<(pool::Pool2dShape, [usize; 4])> {
@@ -326,7 +339,7 @@ impl Context<'_> {
                 };
                 let scratch = conv::ConvScratch {
                     col: v.write(self.scratch("im2col")?)?,
-                    stage: &mut [],
+                    stage: self.optional_scratch(v, "stage")?,
                 };
                 conv::forward(
                     &shape,
@@ -545,7 +558,7 @@ impl Context<'_> {
                 };
                 let scratch = conv::ConvScratch {
                     col: v.write(self.scratch("im2col_gradient")?)?,
-                    stage: &mut [],
+                    stage: self.optional_scratch(v, "stage_gradient")?,
                 };
                 conv::grad_weight(
                     &shape,
@@ -632,7 +645,7 @@ impl Context<'_> {
                 let shape = self.conv_shape(x, w, op)?;
                 let scratch = conv::ConvScratch {
                     col: v.write(self.scratch("col2im")?)?,
-                    stage: &mut [],
+                    stage: self.optional_scratch(v, "stage_derivative")?,
                 };
                 conv::backward_input(
                     &shape,
