@@ -1,16 +1,19 @@
 //! Sums over `f32` data accumulated in `f64`: the per-channel reductions of batch norm.
 //!
 //! Each function continues a running total (`acc`), so a channel spread over several
-//! ranges is summed range after range. The portable loops add one element at a time in
-//! index order, a strict order the compiler may not change: on aarch64 they compile to
-//! one dependent scalar `fadd d` per element (the loads, widening and products do
-//! vectorise). The NEON path widens four `f32` lanes per step and keeps two-lane `f64`
-//! accumulators, so the additions no longer wait on each other.
+//! ranges is summed range after range. A sum added one element at a time in index order
+//! is a chain of dependent additions (one `f64` add latency, ~4 cycles, per element:
+//! batch norm was latency-bound at ~6 ns per element). Both paths therefore keep
+//! independent `f64` partial sums: the portable loops eight lanes (element `i` of a
+//! range into lane `i mod 8`, the lanes added pairwise at the end of the range, the tail
+//! after them in order), which the compiler turns into SIMD on any target; the NEON path
+//! (aarch64) widens four `f32` lanes per step into two `f64x2` accumulators.
 //!
-//! Both accumulate in `f64`, where the product of two `f32` is exact, so they differ only
-//! in the order of the `f64` additions: relative differences near 1e-16, which the
-//! kernels' rounding of the results to `f32` hides except at rare rounding ties. The
-//! tests below compare the two on aarch64 (`make test-arm`).
+//! Both accumulate in `f64`, where the product of two `f32` is exact, so they differ from
+//! each other and from an in-order sum only in the order of the `f64` additions:
+//! relative differences near 1e-16, which the kernels' rounding of the results to `f32`
+//! hides except at rare rounding ties. The tests below compare both with the in-order
+//! sums (the NEON path on aarch64, `make test-arm`).
 
 /// `acc + sum(x)`.
 pub(crate) fn add_sum(acc: f64, x: &[f32]) -> f64 {
@@ -50,21 +53,63 @@ pub(crate) fn add_sum_and_dot(acc: (f64, f64), a: &[f32], b: &[f32]) -> (f64, f6
     }
 }
 
-/// The reference loops, element by element in index order.
+/// Eight independent `f64` lanes per range (see the module documentation).
 #[cfg_attr(all(target_arch = "aarch64", not(test)), allow(dead_code))]
 mod portable {
+    const LANES: usize = 8;
+
+    /// The lanes added pairwise, in a fixed order.
+    fn combine(l: [f64; LANES]) -> f64 {
+        ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+    }
+
     pub(super) fn add_sum(acc: f64, x: &[f32]) -> f64 {
-        x.iter().fold(acc, |s, &v| s + f64::from(v))
+        let body = x.chunks_exact(LANES);
+        let tail = body.remainder();
+        let mut lanes = [0f64; LANES];
+        for chunk in body {
+            for (lane, &v) in lanes.iter_mut().zip(chunk) {
+                *lane += f64::from(v);
+            }
+        }
+        tail.iter()
+            .fold(acc + combine(lanes), |s, &v| s + f64::from(v))
     }
 
     pub(super) fn add_sum_of_squares(acc: f64, x: &[f32]) -> f64 {
-        x.iter().fold(acc, |s, &v| s + f64::from(v) * f64::from(v))
+        let body = x.chunks_exact(LANES);
+        let tail = body.remainder();
+        let mut lanes = [0f64; LANES];
+        for chunk in body {
+            for (lane, &v) in lanes.iter_mut().zip(chunk) {
+                *lane += f64::from(v) * f64::from(v);
+            }
+        }
+        tail.iter()
+            .fold(acc + combine(lanes), |s, &v| s + f64::from(v) * f64::from(v))
     }
 
     pub(super) fn add_sum_and_dot(acc: (f64, f64), a: &[f32], b: &[f32]) -> (f64, f64) {
-        a.iter().zip(b).fold(acc, |(s, d), (&p, &q)| {
-            (s + f64::from(p), d + f64::from(p) * f64::from(q))
-        })
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let body = n / LANES * LANES;
+        let (mut sums, mut dots) = ([0f64; LANES], [0f64; LANES]);
+        for (p, q) in a[..body]
+            .chunks_exact(LANES)
+            .zip(b[..body].chunks_exact(LANES))
+        {
+            for k in 0..LANES {
+                sums[k] += f64::from(p[k]);
+                dots[k] += f64::from(p[k]) * f64::from(q[k]);
+            }
+        }
+        let start = (acc.0 + combine(sums), acc.1 + combine(dots));
+        a[body..]
+            .iter()
+            .zip(&b[body..])
+            .fold(start, |(s, d), (&p, &q)| {
+                (s + f64::from(p), d + f64::from(p) * f64::from(q))
+            })
     }
 }
 
@@ -166,12 +211,64 @@ mod tests {
             .collect()
     }
 
+    /// The sums one element at a time in index order: what both paths must agree with.
+    mod in_order {
+        pub(super) fn add_sum(acc: f64, x: &[f32]) -> f64 {
+            x.iter().fold(acc, |s, &v| s + f64::from(v))
+        }
+
+        pub(super) fn add_sum_of_squares(acc: f64, x: &[f32]) -> f64 {
+            x.iter().fold(acc, |s, &v| s + f64::from(v) * f64::from(v))
+        }
+
+        pub(super) fn add_sum_and_dot(acc: (f64, f64), a: &[f32], b: &[f32]) -> (f64, f64) {
+            a.iter().zip(b).fold(acc, |(s, d), (&p, &q)| {
+                (s + f64::from(p), d + f64::from(p) * f64::from(q))
+            })
+        }
+    }
+
     /// `|got - want| <= 1e-13 * scale`: f64 rounding of another addition order.
     fn assert_near(got: f64, want: f64, scale: f64, what: &str) {
         assert!(
             (got - want).abs() <= 1e-13 * scale,
             "{what}: {got} vs {want} (scale {scale})"
         );
+    }
+
+    #[test]
+    fn portable_and_dispatched_sums_match_the_in_order_sums_at_every_length_and_offset() {
+        // lengths around the eight-lane body and its tail, and unaligned starts
+        for n in (0..40).chain([63, 64, 65, 1000, 4099]) {
+            for offset in 0..4 {
+                let a = values(n + offset, n as u64);
+                let b = values(n + offset, 7 + n as u64);
+                let (a, b) = (&a[offset..], &b[offset..]);
+                let acc = 0.25;
+                let abs = acc + a.iter().map(|&v| f64::from(v).abs()).sum::<f64>();
+                let products: f64 = a
+                    .iter()
+                    .zip(b)
+                    .map(|(&p, &q)| (f64::from(p) * f64::from(q)).abs())
+                    .sum();
+                let squares = in_order::add_sum_of_squares(acc, a);
+                let (os, od) = in_order::add_sum_and_dot((acc, -acc), a, b);
+                for (sum, name) in [(portable::add_sum(acc, a), "portable"), (add_sum(acc, a), "dispatched")] {
+                    assert_near(sum, in_order::add_sum(acc, a), abs, name);
+                }
+                for got in [portable::add_sum_of_squares(acc, a), add_sum_of_squares(acc, a)] {
+                    assert_near(got, squares, squares, "squares");
+                    assert_eq!(got as f32, squares as f32, "n {n}");
+                }
+                for (s, d) in [
+                    portable::add_sum_and_dot((acc, -acc), a, b),
+                    add_sum_and_dot((acc, -acc), a, b),
+                ] {
+                    assert_near(s, os, abs, "sum_and_dot.0");
+                    assert_near(d, od, acc + products, "sum_and_dot.1");
+                }
+            }
+        }
     }
 
     #[test]
