@@ -109,16 +109,16 @@ def test_conv2d_declares_weights_and_short_lived_scratch() -> None:
     setup = layer.setup([(8, 3, 9, 10)])
     assert setup.output_shapes == [(8, 4, 5, 6)]
     assert [(w.name, w.shape) for w in setup.weights] == [("weight", (4, 3, 3, 2)), ("bias", (4,))]
-    # a 5x6 map: 256 columns need 9 samples, capped at the batch of 8
-    assert layer.samples_per_gemm((8, 3, 9, 10)) == 8
+    # a 5x6 map: 128 columns need 5 samples
+    assert layer.samples_per_gemm((8, 3, 9, 10)) == 5
     lifetimes = {s.name: (s.shape, s.used_in) for s in setup.scratch}
     assert lifetimes == {
-        "im2col": ((18, 240), frozenset({StepKind.FORWARD})),
-        "im2col_gradient": ((18, 240), frozenset({StepKind.CALC_GRADIENT})),
-        "col2im": ((18, 240), frozenset({StepKind.CALC_DERIVATIVE})),
-        "stage": ((4, 240), frozenset({StepKind.FORWARD})),
-        "stage_gradient": ((4, 240), frozenset({StepKind.CALC_GRADIENT})),
-        "stage_derivative": ((4, 240), frozenset({StepKind.CALC_DERIVATIVE})),
+        "im2col": ((18, 150), frozenset({StepKind.FORWARD})),
+        "im2col_gradient": ((18, 150), frozenset({StepKind.CALC_GRADIENT})),
+        "col2im": ((18, 150), frozenset({StepKind.CALC_DERIVATIVE})),
+        "stage": ((4, 150), frozenset({StepKind.FORWARD})),
+        "stage_gradient": ((4, 150), frozenset({StepKind.CALC_GRADIENT})),
+        "stage_derivative": ((4, 150), frozenset({StepKind.CALC_DERIVATIVE})),
     }
 
 
@@ -133,13 +133,13 @@ def test_conv2d_one_sample_per_gemm_on_large_maps_needs_no_stage() -> None:
 
 @pytest.mark.parametrize(
     ("batch", "out_map", "samples"),
-    [(32, 1024, 1), (32, 256, 1), (32, 255, 2), (32, 64, 4), (32, 16, 16), (32, 4, 32),
+    [(32, 1024, 1), (32, 128, 1), (32, 127, 2), (32, 64, 2), (32, 16, 8), (32, 4, 32),
      (5, 1, 5), (1, 4, 1)],
 )
 def test_samples_per_gemm_is_the_smallest_block_reaching_the_column_target(
     batch: int, out_map: int, samples: int
 ) -> None:
-    assert conv2d_module.GEMM_COLUMNS == 256
+    assert conv2d_module.GEMM_COLUMNS == 128
     assert conv2d_module.samples_per_gemm(batch, out_map) == samples
 
 

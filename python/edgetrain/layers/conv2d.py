@@ -51,9 +51,9 @@ _DERIVATIVE = frozenset({StepKind.CALC_DERIVATIVE})
 
 #: The GEMM width (columns, ``s * OH*OW``) a block of samples is chosen to reach. A
 #: narrower GEMM is several times slower per FLOP (a 512-filter layer on a 2x2 map runs
-#: at a tenth of the speed of one on a 32x32 map); a wider one only costs scratch.
-#: Measured in ``docs/gemm.md`` (convolution kernels).
-GEMM_COLUMNS = 256
+#: at a tenth of the speed of one on a 32x32 map); 256 and 512 measured no faster and
+#: only cost scratch (``docs/gemm.md``, convolution kernels).
+GEMM_COLUMNS = 128
 
 
 def samples_per_gemm(batch: int, out_map: int) -> int:

@@ -12,7 +12,7 @@
 use super::window::{col2im_block, im2col_block, ColumnBlock, Window2d};
 use crate::error::{check_len, invalid, Result};
 use crate::gemm::{gemm, GemmSpec};
-use crate::kernels::elements;
+use crate::kernels::{elements, reduce};
 
 /// The shapes of one convolution and how many samples share a GEMM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,9 +286,15 @@ pub fn grad_weight(
         }
     }
     if let Some(db) = d_bias {
-        db.fill(0.0);
+        // f64 lanes (`reduce`): an f32 running sum would be one dependent addition per
+        // element of `dy`, ~3 ms on a 32x32 map of VGG-16 b32.
+        let mut sums = vec![0f64; shape.filters];
         for (index, map) in dy.chunks_exact(g.out_map).enumerate() {
-            db[index % shape.filters] += map.iter().sum::<f32>();
+            let f = index % shape.filters;
+            sums[f] = reduce::add_sum(sums[f], map);
+        }
+        for (b, sum) in db.iter_mut().zip(sums) {
+            *b = sum as f32;
         }
     }
     Ok(())

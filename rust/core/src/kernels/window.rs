@@ -225,10 +225,11 @@ pub fn im2col_block(
     let (_, [oh, ow]) = check_columns(OP, window, channels, col.len(), block)?;
     let [h, w] = window.input;
     check_len(OP, "x", [channels, h, w], x.len())?;
-    for_each_tap_row(window, channels, |plane, i, j, row| {
+    let spans = TapSpan::all(window, [oh, ow]);
+    for_each_tap_row(window, channels, |plane, tap, row| {
         let map = &x[plane * h * w..(plane + 1) * h * w];
         let rows = &mut col[row * block.row_len + block.first..][..oh * ow];
-        gather_tap(window, map, [i, j], [oh, ow], rows);
+        gather_tap(&spans[tap], map, rows);
     });
     Ok(())
 }
@@ -257,46 +258,91 @@ pub fn col2im_block(
     let [h, w] = window.input;
     check_len(OP, "x", [channels, h, w], x.len())?;
     x.fill(0.0);
-    for_each_tap_row(window, channels, |plane, i, j, row| {
+    let spans = TapSpan::all(window, [oh, ow]);
+    for_each_tap_row(window, channels, |plane, tap, row| {
         let map = &mut x[plane * h * w..(plane + 1) * h * w];
         let rows = &col[row * block.row_len + block.first..][..oh * ow];
-        scatter_tap(window, rows, [i, j], [oh, ow], map);
+        scatter_tap(&spans[tap], rows, map);
     });
     Ok(())
 }
 
-/// Calls `visit(channel, i, j, row)` for every row of the column matrix, in order.
-fn for_each_tap_row(
-    window: &Window2d,
-    channels: usize,
-    mut visit: impl FnMut(usize, usize, usize, usize),
-) {
-    let [kh, kw] = window.kernel;
+/// Calls `visit(channel, tap, row)` for every row of the column matrix, in order; `tap`
+/// is `i * kw + j` for kernel cell `(i, j)`.
+fn for_each_tap_row(window: &Window2d, channels: usize, mut visit: impl FnMut(usize, usize, usize)) {
+    let taps = window.kernel[0] * window.kernel[1];
     for c in 0..channels {
-        for i in 0..kh {
-            for j in 0..kw {
-                visit(c, i, j, (c * kh + i) * kw + j);
-            }
+        for tap in 0..taps {
+            visit(c, tap, c * taps + tap);
         }
     }
 }
 
-/// `rows (OH*OW)` = the cells tap `(i, j)` reads from one map, zero where it reads padding.
-fn gather_tap(window: &Window2d, map: &[f32], tap: [usize; 2], out: [usize; 2], rows: &mut [f32]) {
-    let [h, w] = window.input;
-    let [sh, sw] = window.stride;
-    let (off_h, off_w) = (tap_offset(window, 0, tap[0]), tap_offset(window, 1, tap[1]));
-    let (h_lo, h_hi) = valid_outputs(out[0], sh, off_h, h);
-    let (w_lo, w_hi) = valid_outputs(out[1], sw, off_w, w);
-    for (o, row) in rows.chunks_exact_mut(out[1]).enumerate() {
+/// Which output cells one kernel tap `(i, j)` reads from inside the map (the rest read
+/// padding) and where: the same for every channel and sample, so computed once per tap
+/// (its divisions dominated im2col on 2x2 and 4x4 maps when done per row).
+#[derive(Clone, Copy, Debug)]
+struct TapSpan {
+    /// Input width `W` and strides.
+    width: usize,
+    stride: [usize; 2],
+    /// Output size `(OH, OW)`.
+    out: [usize; 2],
+    /// Input row of output row `o` is `o * sh + off_h`.
+    off_h: isize,
+    /// Output rows `h_lo..h_hi` and columns `w_lo..w_hi` read inside the map.
+    h: (usize, usize),
+    w: (usize, usize),
+    /// Input column read by output column `w_lo`.
+    first: usize,
+}
+
+impl TapSpan {
+    /// The spans of every tap, indexed `i * kw + j`.
+    fn all(window: &Window2d, out: [usize; 2]) -> Vec<TapSpan> {
+        let [h, w] = window.input;
+        let [sh, sw] = window.stride;
+        let [kh, kw] = window.kernel;
+        (0..kh * kw)
+            .map(|tap| {
+                let (off_h, off_w) = (
+                    tap_offset(window, 0, tap / kw),
+                    tap_offset(window, 1, tap % kw),
+                );
+                let (w_lo, w_hi) = valid_outputs(out[1], sw, off_w, w);
+                TapSpan {
+                    width: w,
+                    stride: [sh, sw],
+                    out,
+                    off_h,
+                    h: valid_outputs(out[0], sh, off_h, h),
+                    w: (w_lo, w_hi),
+                    first: (w_lo as isize * sw as isize + off_w).max(0) as usize,
+                }
+            })
+            .collect()
+    }
+
+    /// The input row (`W` cells) output row `o` reads, for `o` in `h.0..h.1`.
+    fn line_start(&self, o: usize) -> usize {
+        (o as isize * self.stride[0] as isize + self.off_h) as usize * self.width
+    }
+}
+
+/// `rows (OH*OW)` = the cells tap `span` reads from one map, zero where it reads padding.
+fn gather_tap(span: &TapSpan, map: &[f32], rows: &mut [f32]) {
+    let (h_lo, h_hi) = span.h;
+    let (w_lo, w_hi) = span.w;
+    let sw = span.stride[1];
+    for (o, row) in rows.chunks_exact_mut(span.out[1]).enumerate() {
         if o < h_lo || o >= h_hi || w_lo == w_hi {
             row.fill(0.0);
             continue;
         }
-        let line = &map[(o as isize * sh as isize + off_h) as usize * w..][..w];
+        let line = &map[span.line_start(o)..][..span.width];
         row[..w_lo].fill(0.0);
         row[w_hi..].fill(0.0);
-        let first = (w_lo as isize * sw as isize + off_w) as usize;
+        let first = span.first;
         if sw == 1 {
             row[w_lo..w_hi].copy_from_slice(&line[first..first + (w_hi - w_lo)]);
         } else {
@@ -307,20 +353,20 @@ fn gather_tap(window: &Window2d, map: &[f32], tap: [usize; 2], out: [usize; 2], 
     }
 }
 
-/// `map += ` the entries of `rows (OH*OW)` at the cells tap `(i, j)` read.
-fn scatter_tap(window: &Window2d, rows: &[f32], tap: [usize; 2], out: [usize; 2], map: &mut [f32]) {
-    let [h, w] = window.input;
-    let [sh, sw] = window.stride;
-    let (off_h, off_w) = (tap_offset(window, 0, tap[0]), tap_offset(window, 1, tap[1]));
-    let (h_lo, h_hi) = valid_outputs(out[0], sh, off_h, h);
-    let (w_lo, w_hi) = valid_outputs(out[1], sw, off_w, w);
+/// `map += ` the entries of `rows (OH*OW)` at the cells tap `span` read.
+fn scatter_tap(span: &TapSpan, rows: &[f32], map: &mut [f32]) {
+    let (h_lo, h_hi) = span.h;
+    let (w_lo, w_hi) = span.w;
+    let sw = span.stride[1];
     if w_lo == w_hi {
         return;
     }
+    let ow = span.out[1];
     for o in h_lo..h_hi {
-        let row = &rows[o * out[1]..(o + 1) * out[1]];
-        let line = &mut map[(o as isize * sh as isize + off_h) as usize * w..][..w];
-        let first = (w_lo as isize * sw as isize + off_w) as usize;
+        let row = &rows[o * ow..(o + 1) * ow];
+        let start = span.line_start(o);
+        let line = &mut map[start..start + span.width];
+        let first = span.first;
         if sw == 1 {
             let cells = &mut line[first..first + (w_hi - w_lo)];
             cells
