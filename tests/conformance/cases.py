@@ -152,6 +152,18 @@ CASES: dict[str, Case] = {
         _image(L.Conv2D(filters=3, kernel_size=(2, 3), stride=2, dilation=(1, 2), padding=(1, 0, 2, 1), bias=False, name="c")),
         lambda: Adam(0.01),
     ),
+    # weight matrices of 64 x 72: blocks of 4 samples (36 and 40 output cells per sample,
+    # spec/layers/conv2d.md), so a batch of 5 leaves a last block of one sample
+    "conv2d_sample_blocks": Case(
+        _image(L.Conv2D(filters=64, kernel_size=3, padding=1, name="c"), shape=(8, 6, 6)),
+        lambda: SGD(0.05, momentum=0.9),
+        batch=5,
+    ),
+    "conv1d_sample_blocks": Case(
+        _image(L.Conv1D(filters=64, kernel_size=3, stride=1, padding="same", bias=False, name="c"), shape=(24, 1, 40)),
+        lambda: SGD(0.05),
+        batch=5,
+    ),
     "conv1d_causal": Case(
         _image(L.Conv1D(filters=3, kernel_size=3, padding="causal", dilation=2, name="c"), shape=(2, 1, 9)),
         lambda: SGD(0.05),

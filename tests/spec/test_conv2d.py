@@ -105,25 +105,34 @@ def test_conv2d_same_keeps_ceil_of_size_over_stride() -> None:
 
 
 def test_conv2d_declares_weights_and_short_lived_scratch() -> None:
-    layer = Conv2D(filters=4, kernel_size=(3, 2), stride=2, padding=1, name="conv")
+    layer = Conv2D(filters=256, kernel_size=(3, 2), stride=2, padding=1, name="conv")
     setup = layer.setup([(8, 3, 9, 10)])
-    assert setup.output_shapes == [(8, 4, 5, 6)]
-    assert [(w.name, w.shape) for w in setup.weights] == [("weight", (4, 3, 3, 2)), ("bias", (4,))]
-    # a 5x6 map: 128 columns need 5 samples
+    assert setup.output_shapes == [(8, 256, 5, 6)]
+    assert [(w.name, w.shape) for w in setup.weights] == [("weight", (256, 3, 3, 2)), ("bias", (256,))]
+    # a 5x6 map: 128 columns need 5 samples (the weight matrix, 256 x 18, is large enough)
     assert layer.samples_per_gemm((8, 3, 9, 10)) == 5
     lifetimes = {s.name: (s.shape, s.used_in) for s in setup.scratch}
     assert lifetimes == {
         "im2col": ((18, 150), frozenset({StepKind.FORWARD})),
         "im2col_gradient": ((18, 150), frozenset({StepKind.CALC_GRADIENT})),
         "col2im": ((18, 150), frozenset({StepKind.CALC_DERIVATIVE})),
-        "stage": ((4, 150), frozenset({StepKind.FORWARD})),
-        "stage_gradient": ((4, 150), frozenset({StepKind.CALC_GRADIENT})),
-        "stage_derivative": ((4, 150), frozenset({StepKind.CALC_DERIVATIVE})),
+        "stage": ((256, 150), frozenset({StepKind.FORWARD})),
+        "stage_gradient": ((256, 150), frozenset({StepKind.CALC_GRADIENT})),
+        "stage_derivative": ((256, 150), frozenset({StepKind.CALC_DERIVATIVE})),
+    }
+
+
+def test_conv2d_with_a_small_weight_matrix_keeps_one_sample_per_gemm() -> None:
+    layer = Conv2D(filters=4, kernel_size=(3, 2), stride=2, padding=1, name="conv")
+    setup = layer.setup([(8, 3, 9, 10)])  # 4 x 18 weights: below BLOCKED_WEIGHTS
+    assert layer.samples_per_gemm((8, 3, 9, 10)) == 1
+    assert {s.name: s.shape for s in setup.scratch} == {
+        "im2col": (18, 30), "im2col_gradient": (18, 30), "col2im": (18, 30)
     }
 
 
 def test_conv2d_one_sample_per_gemm_on_large_maps_needs_no_stage() -> None:
-    layer = Conv2D(filters=4, kernel_size=3, padding=1, name="conv")
+    layer = Conv2D(filters=256, kernel_size=3, padding=1, name="conv")
     setup = layer.setup([(8, 3, 16, 16)])  # 256 output cells: one sample fills the GEMM
     assert layer.samples_per_gemm((8, 3, 16, 16)) == 1
     assert {s.name: s.shape for s in setup.scratch} == {
@@ -140,7 +149,8 @@ def test_samples_per_gemm_is_the_smallest_block_reaching_the_column_target(
     batch: int, out_map: int, samples: int
 ) -> None:
     assert conv2d_module.GEMM_COLUMNS == 128
-    assert conv2d_module.samples_per_gemm(batch, out_map) == samples
+    assert conv2d_module.samples_per_gemm(batch, out_map, 512 * 4608) == samples
+    assert conv2d_module.samples_per_gemm(batch, out_map, 4095) == 1
 
 
 def test_sample_blocks_cover_the_batch_with_a_short_last_block() -> None:
@@ -166,6 +176,7 @@ def test_conv2d_blocks_of_samples_match_finite_differences_and_the_oracle(
     shape: tuple[int, ...], props: dict[str, Any],
 ) -> None:
     monkeypatch.setattr(conv2d_module, "GEMM_COLUMNS", target)
+    monkeypatch.setattr(conv2d_module, "BLOCKED_WEIGHTS", 1)
     layer = Conv2D(name="conv", **props)
     assert layer.samples_per_gemm(shape) == samples
     check_layer_gradients(layer, [shape])
@@ -185,6 +196,7 @@ def test_conv2d_results_do_not_depend_on_the_block_size(monkeypatch: pytest.Monk
     results = []
     for target in (1, 72, 108, 180):  # 1, 2, 3 and 5 samples of 36 cells
         monkeypatch.setattr(conv2d_module, "GEMM_COLUMNS", target)
+        monkeypatch.setattr(conv2d_module, "BLOCKED_WEIGHTS", 1)
         layer = Conv2D(filters=4, kernel_size=3, padding=1, name="conv")
         ctx = make_context(layer, [x])
         for name, value in ctx.weights.items():
@@ -282,6 +294,7 @@ def test_conv1d_blocks_of_samples_match_finite_differences(
     monkeypatch: pytest.MonkeyPatch, target: int
 ) -> None:
     monkeypatch.setattr(conv2d_module, "GEMM_COLUMNS", target)
+    monkeypatch.setattr(conv2d_module, "BLOCKED_WEIGHTS", 1)
     layer = Conv1D(name="conv1d", filters=2, kernel_size=3, padding="causal", dilation=2)
     assert layer.samples_per_gemm((5, 3, 1, 9)) == target // 9
     check_layer_gradients(layer, [(5, 3, 1, 9)])
@@ -315,3 +328,11 @@ def test_conv1d_shapes_config_and_errors() -> None:
     with pytest.raises(ConfigError) as info:
         Conv1D(filters=1, kernel_size="2,2")
     assert info.value.key == "kernel_size"
+
+
+def test_the_conformance_cases_cover_a_short_last_block() -> None:
+    """tests/conformance/cases.py runs these through both backends; they must block."""
+    conv = Conv2D(filters=64, kernel_size=3, padding=1, name="c")
+    assert conv.samples_per_gemm((5, 8, 6, 6)) == 4
+    conv1d = Conv1D(filters=64, kernel_size=3, padding="same", name="c")
+    assert conv1d.samples_per_gemm((5, 24, 1, 40)) == 4

@@ -8,7 +8,8 @@ weight gradient and ``col2im`` for the derivative. Nothing of that size lives fr
 forward to the backward; the planner can give all three the same bytes. ``s`` is the
 smallest number of samples whose maps give the GEMM :data:`GEMM_COLUMNS` columns
 (capped at the batch): one sample of a large map, several of a small one, whose GEMM
-would otherwise be too narrow to be fast. See ``spec/layers/conv2d.md``.
+would otherwise be too narrow to be fast; one for a small weight matrix. See
+``spec/layers/conv2d.md``.
 """
 
 from __future__ import annotations
@@ -55,10 +56,19 @@ _DERIVATIVE = frozenset({StepKind.CALC_DERIVATIVE})
 #: only cost scratch (``docs/gemm.md``, convolution kernels).
 GEMM_COLUMNS = 128
 
+#: Weight matrices (``F x C*kh*kw``) smaller than this many elements keep one sample per
+#: GEMM. A narrow GEMM is slow because it streams the weight matrix again for every few
+#: columns; one of at most 16 KiB stays in the L1 cache, so blocks would only add scratch,
+#: which on a small model is a large share of its arena.
+BLOCKED_WEIGHTS = 4096
 
-def samples_per_gemm(batch: int, out_map: int) -> int:
+
+def samples_per_gemm(batch: int, out_map: int, weights: int) -> int:
     """The smallest number of samples whose ``out_map`` output cells reach
-    :data:`GEMM_COLUMNS` columns, at least 1 and at most ``batch``."""
+    :data:`GEMM_COLUMNS` columns, at least 1 and at most ``batch``; 1 when the weight
+    matrix has fewer than :data:`BLOCKED_WEIGHTS` elements."""
+    if weights < BLOCKED_WEIGHTS:
+        return 1
     wanted = -(-GEMM_COLUMNS // max(out_map, 1))
     return max(1, min(batch, wanted))
 
@@ -145,7 +155,7 @@ class Conv2D(Layer):
         ]
         if self.bias:
             weights.append(WeightSpec("bias", (self.filters,), self.bias_initializer))
-        samples = samples_per_gemm(batch, out_h * out_w)
+        samples = samples_per_gemm(batch, out_h * out_w, self.filters * channels * kh * kw)
         columns = (channels * kh * kw, samples * out_h * out_w)
         scratch = [
             ScratchSpec("im2col", columns, _FORWARD),
@@ -168,9 +178,10 @@ class Conv2D(Layer):
     def samples_per_gemm(self, input_shape: Shape) -> int:
         """How many samples share one GEMM for this input (what ``setup`` sized the
         scratch for)."""
-        batch, _, height, width = input_shape
+        batch, channels, height, width = input_shape
         out_h, out_w = self.window(height, width).output
-        return samples_per_gemm(batch, out_h * out_w)
+        kh, kw = self.kernel_size
+        return samples_per_gemm(batch, out_h * out_w, self.filters * channels * kh * kw)
 
     # -- steps -----------------------------------------------------------------------
     #
