@@ -149,7 +149,12 @@ pub fn gemm(spec: &GemmSpec, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> 
     let rhs = matrix(b, k, n, spec.trans_b);
     let dst = MatMut::from_row_major_slice_mut(c, m, n);
     matmul(dst, accum, lhs, rhs, spec.alpha, par);
-    clean_upper_vector_state();
+    if spec.threads == 1 {
+        clean_upper_vector_state();
+    } else {
+        // Every thread of the pool may have run a piece of the product.
+        rayon::broadcast(|_| clean_upper_vector_state());
+    }
     Ok(())
 }
 
