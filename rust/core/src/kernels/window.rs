@@ -4,6 +4,8 @@
 //! A window position `(oh, ow)` reads input cell `(oh * sh + i * dh - top,
 //! ow * sw + j * dw - left)` for tap `(i, j)`; cells outside the map are padding.
 
+use rayon::prelude::*;
+
 use crate::error::{check_len, invalid, Result};
 use crate::kernels::elements;
 
@@ -226,11 +228,24 @@ pub fn im2col_block(
     let [h, w] = window.input;
     check_len(OP, "x", [channels, h, w], x.len())?;
     let spans = TapSpan::all(window, [oh, ow]);
-    for_each_tap_row(window, channels, |plane, tap, row| {
-        let map = &x[plane * h * w..(plane + 1) * h * w];
-        let rows = &mut col[row * block.row_len + block.first..][..oh * ow];
-        gather_tap(&spans[tap], map, rows);
-    });
+    let taps = spans.len();
+    // Channel c owns rows c*taps .. (c+1)*taps: the channels fill disjoint rows.
+    let fill = |(c, rows): (usize, &mut [f32])| {
+        let map = &x[c * h * w..(c + 1) * h * w];
+        for (tap, span) in spans.iter().enumerate() {
+            gather_tap(
+                span,
+                map,
+                &mut rows[tap * block.row_len + block.first..][..oh * ow],
+            );
+        }
+    };
+    let rows = taps * block.row_len;
+    if parallel(channels * taps * oh * ow) {
+        col.par_chunks_exact_mut(rows).enumerate().for_each(fill);
+    } else {
+        col.chunks_exact_mut(rows).enumerate().for_each(fill);
+    }
     Ok(())
 }
 
@@ -257,25 +272,36 @@ pub fn col2im_block(
     let (_, [oh, ow]) = check_columns(OP, window, channels, col.len(), block)?;
     let [h, w] = window.input;
     check_len(OP, "x", [channels, h, w], x.len())?;
-    x.fill(0.0);
     let spans = TapSpan::all(window, [oh, ow]);
-    for_each_tap_row(window, channels, |plane, tap, row| {
-        let map = &mut x[plane * h * w..(plane + 1) * h * w];
-        let rows = &col[row * block.row_len + block.first..][..oh * ow];
-        scatter_tap(&spans[tap], rows, map);
-    });
+    let taps = spans.len();
+    // Channel c's map gathers only from its own rows c*taps .. (c+1)*taps.
+    let gather = |(c, map): (usize, &mut [f32])| {
+        map.fill(0.0);
+        for (tap, span) in spans.iter().enumerate() {
+            let row = c * taps + tap;
+            scatter_tap(
+                span,
+                &col[row * block.row_len + block.first..][..oh * ow],
+                map,
+            );
+        }
+    };
+    if parallel(channels * taps * oh * ow) {
+        x.par_chunks_exact_mut(h * w).enumerate().for_each(gather);
+    } else {
+        x.chunks_exact_mut(h * w).enumerate().for_each(gather);
+    }
     Ok(())
 }
 
-/// Calls `visit(channel, tap, row)` for every row of the column matrix, in order; `tap`
-/// is `i * kw + j` for kernel cell `(i, j)`.
-fn for_each_tap_row(window: &Window2d, channels: usize, mut visit: impl FnMut(usize, usize, usize)) {
-    let taps = window.kernel[0] * window.kernel[1];
-    for c in 0..channels {
-        for tap in 0..taps {
-            visit(c, tap, c * taps + tap);
-        }
-    }
+/// Column entries below which one thread copies them faster than several share them.
+const PARALLEL_ENTRIES: usize = 1 << 15;
+
+/// Whether to spread `entries` column entries over the threads of the current pool (the
+/// executor's; one thread: never). Each channel's rows and map are its own, so the
+/// result is the same either way.
+fn parallel(entries: usize) -> bool {
+    entries >= PARALLEL_ENTRIES && rayon::current_num_threads() > 1
 }
 
 /// Which output cells one kernel tap `(i, j)` reads from inside the map (the rest read

@@ -176,3 +176,42 @@ fn blocks_of_a_shared_column_matrix_match_single_samples() {
         assert!(im2col_block(&w, 2, &samples[0], &mut shared, outside).is_err());
     }
 }
+
+/// Runs `work` on a rayon pool of `threads` threads (the executor runs every step so).
+fn on_threads<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+        .install(work)
+}
+
+#[test]
+fn several_threads_give_the_same_columns_and_maps_as_one() {
+    // Large enough for the channels to be shared out between threads; a block that is
+    // one sample of three sharing the matrix, as a blocked convolution fills it.
+    let mut rng = Rng::new(9);
+    for w in [Window2d::new([18, 17], [3, 3]), geometries()[2]] {
+        let channels = 70;
+        let [oh, ow] = w.output("test").unwrap();
+        let block = ColumnBlock {
+            row_len: 3 * oh * ow,
+            first: oh * ow,
+        };
+        let x = to_f32(&rng.vec(channels * w.input[0] * w.input[1]));
+        let c = to_f32(&rng.vec(channels * w.taps() * block.row_len));
+        let run = |threads: usize| {
+            on_threads(threads, || {
+                let mut col = vec![7.0f32; c.len()];
+                im2col_block(&w, channels, &x, &mut col, block).unwrap();
+                let mut back = vec![f32::NAN; x.len()];
+                col2im_block(&w, channels, &c, &mut back, block).unwrap();
+                (col, back)
+            })
+        };
+        let (one, many) = (run(1), run(4));
+        assert_eq!(one.0, many.0, "{w:?}: im2col");
+        assert_eq!(one.1, many.1, "{w:?}: col2im");
+        assert!(one.0.contains(&7.0), "columns of other samples untouched");
+    }
+}
