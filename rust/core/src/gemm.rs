@@ -91,6 +91,11 @@ impl GemmSpec {
 
 const OP: &str = "gemm";
 
+/// Multiply-adds below which a product runs on the calling thread alone: about 25 µs
+/// of work, where handing halves to another thread and waiting for it costs as much as
+/// it saves (LeNet-5's products, measured: 2 threads slower than 1 without this).
+const PARALLEL_MACS: usize = 1 << 21;
+
 fn checked_area(rows: usize, cols: usize, operand: &'static str) -> Result<usize> {
     rows.checked_mul(cols)
         .ok_or_else(|| invalid(OP, operand, format!("{rows} x {cols} overflows usize")))
@@ -140,16 +145,21 @@ pub fn gemm(spec: &GemmSpec, a: &[f32], b: &[f32], c: &mut [f32]) -> Result<()> 
         }
         return Ok(());
     }
-    let par = if spec.threads == 1 {
+    let threads = if m.saturating_mul(n).saturating_mul(k) < PARALLEL_MACS {
+        1
+    } else {
+        spec.threads
+    };
+    let par = if threads == 1 {
         Par::Seq
     } else {
-        Par::rayon(spec.threads)
+        Par::rayon(threads)
     };
     let lhs = matrix(a, m, k, spec.trans_a);
     let rhs = matrix(b, k, n, spec.trans_b);
     let dst = MatMut::from_row_major_slice_mut(c, m, n);
     matmul(dst, accum, lhs, rhs, spec.alpha, par);
-    if spec.threads == 1 {
+    if threads == 1 {
         clean_upper_vector_state();
     } else {
         // Every thread of the pool may have run a piece of the product.
