@@ -15,10 +15,7 @@ from typing import TYPE_CHECKING
 from .errors import ConfigError
 from .graph import build_graph
 from .layers.base import Layer
-from .losses import make_loss
 from .planning import MemoryPlan, plan_memory
-from .planning.recompute import build_with_recompute
-from .program import build_program
 
 if TYPE_CHECKING:
     from .model import Model
@@ -76,16 +73,4 @@ def unfrozen_plan(model: Model, planner: str) -> MemoryPlan | None:
     thawed = [copy.copy(layer) for layer in model.layers]
     for layer in thawed:
         layer.trainable = True
-    loss = make_loss(model.loss_name) if model.loss_name else None
-    optimizer = model.optimizer
-    program = build_with_recompute(
-        lambda: build_program(
-            build_graph(thawed, model.batch_size, loss),
-            training=True,
-            dtype=model.dtype,
-            optimizer_state=optimizer.state_names(),
-        ),
-        thawed,
-        model.recompute,
-    )
-    return plan_memory(program, planner)
+    return plan_memory(model._build_program(thawed, training=True, recompute=model.recompute), planner)

@@ -241,16 +241,7 @@ class Model:
         if training and self.loss_name is None:
             raise ConfigError("training needs a loss: pass loss= to Model")
         self.recompute = bool(recompute)
-        program = build_with_recompute(
-            lambda: build_program(
-                build_graph(self.layers, self.batch_size, self._new_loss()),
-                training=training,
-                dtype=self.dtype,
-                optimizer_state=optimizer.state_names() if optimizer else (),
-            ),
-            self.layers,
-            self.recompute,
-        )
+        program = self._build_program(self.layers, training=training, recompute=self.recompute)
         self._graph = program.graph
         self.backend = resolve_backend(backend, program, optimizer, debug_poison=self.debug_poison)
         swapping = self._swap_setup(program, memory_budget, swap, lookahead, swap_dir)
@@ -271,6 +262,22 @@ class Model:
             closing = getattr(store, "close", None)
             if closing is not None and store is not getattr(self._train, "store", None):
                 closing()
+
+    def _build_program(self, layers: list[Layer], *, training: bool, recompute: bool) -> Program:
+        """The program of ``layers`` at this model's batch size, with its loss, dtype and
+        optimizer state, recomputing as ``recompute`` says: what ``compile`` runs, and
+        what the plans of "what if nothing were frozen / nothing recomputed" compare."""
+        optimizer = self.optimizer
+        return build_with_recompute(
+            lambda: build_program(
+                build_graph(layers, self.batch_size, self._new_loss()),
+                training=training,
+                dtype=self.dtype,
+                optimizer_state=optimizer.state_names() if optimizer else (),
+            ),
+            layers,
+            recompute,
+        )
 
     def _swap_setup(
         self,

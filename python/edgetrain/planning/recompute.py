@@ -24,13 +24,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..graph import build_graph
 from ..layers.activation import Activation
 from ..layers.base import Layer, StepKind, backward_uses
 from ..layers.normalization import BatchNormalization, LayerNormalization
 from ..layers.pooling import Pooling2D
-from ..losses import make_loss
-from ..program import Program, Recomputation, Step, build_program
+from ..program import Program, Recomputation, Step
 from ..tensors import TensorKind, TensorSpec
 from .lifetimes import analyse_usage, forward_step_count, operand_tensors
 from .plan import MemoryPlan, plan_memory
@@ -225,16 +223,5 @@ def recompute_summary(model: Model, planner: str) -> RecomputeSummary | None:
         if isinstance(n.layer, Pooling2D) and n.layer.pooling == "max" and not n.layer.keep_argmax
     )
     layers = [copy.copy(layer) for layer in model.layers]
-    loss = make_loss(model.loss_name) if model.loss_name else None
-    optimizer = model.optimizer
-    plain = build_with_recompute(
-        lambda: build_program(
-            build_graph(layers, model.batch_size, loss),
-            training=True,
-            dtype=model.dtype,
-            optimizer_state=optimizer.state_names(),
-        ),
-        layers,
-        False,
-    )
+    plain = model._build_program(layers, training=True, recompute=False)
     return RecomputeSummary(tuple(program.recompute), pooling, plan_memory(plain, planner))
