@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
 from typing import Any, TypeVar
 
 import numpy as np
@@ -149,22 +150,12 @@ class RustExecutor(Executor):
             self._update_traffic()
 
     def _update_traffic(self) -> None:
+        """Copies the core's counters into ``traffic`` in place (callers may hold it);
+        ``_core`` gives them in the order of ``SwapTraffic``'s fields."""
         counts = self.core.swap_traffic()
         if counts is not None:
-            t = self.traffic
-            (
-                t.iterations,
-                t.last_written,
-                t.last_read,
-                t.total_written,
-                t.total_read,
-                t.waits,
-                t.wait_seconds,
-                t.read_wait_seconds,
-                t.write_waits,
-                t.write_wait_seconds,
-                t.transfer_seconds,
-            ) = counts
+            for field, value in zip(fields(SwapTraffic), counts, strict=True):
+                setattr(self.traffic, field.name, value)
 
     @property
     def swap_path(self) -> str | None:

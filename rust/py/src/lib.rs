@@ -262,7 +262,8 @@ impl CoreExecutor {
         self.inner.swap().map(|s| s.file().path().to_path_buf())
     }
 
-    /// Bytes moved and time waited (None without swapping): `iterations`,
+    /// Bytes moved and time waited (None without swapping), in the order of the fields
+    /// of the Python `SwapTraffic` (`backends/rust.py` copies them by position): `iterations`,
     /// `last_written`, `last_read`, `total_written`, `total_read`, `waits`,
     /// `wait_seconds`, `read_wait_seconds`, `write_waits`, `write_wait_seconds`,
     /// `transfer_seconds`.
