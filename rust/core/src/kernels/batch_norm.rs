@@ -132,10 +132,7 @@ pub fn train_forward(
         ],
     )?;
     let count = (b.outer * b.inner) as f64;
-    let (source, out) = match io {
-        InOut::Separate(x, y) => (Some(x), y),
-        InOut::InPlace(buffer) => (None, buffer),
-    };
+    let (source, out) = io.split();
     // Three sweeps in memory order: the sums; `x - mean` into `normalized` and its
     // squares; `normalized` scaled and `y` written (the input, when `y` is over it, has
     // been read by then). Each channel's ranges are added in the same order as a
@@ -194,10 +191,7 @@ pub fn infer_forward(
             ("moving_variance", moving_variance.len()),
         ],
     )?;
-    let (source, out) = match io {
-        InOut::Separate(x, y) => (Some(x), y),
-        InOut::InPlace(buffer) => (None, buffer),
-    };
+    let (source, out) = io.split();
     let scales: Vec<f32> = (0..b.channels)
         .map(|c| gamma[c] / (moving_variance[c] + epsilon).sqrt())
         .collect();

@@ -100,6 +100,15 @@ impl<'a> InOut<'a> {
         }
     }
 
+    /// The input when it is a buffer of its own (None in place: the output holds it until
+    /// written), and the output: for ops that read a value and then write its cell.
+    pub(crate) fn split(self) -> (Option<&'a [f32]>, &'a mut [f32]) {
+        match self {
+            InOut::Separate(input, output) => (Some(input), output),
+            InOut::InPlace(buffer) => (None, buffer),
+        }
+    }
+
     /// The output, holding a copy of the input (nothing to copy in place), for ops that
     /// then rewrite it row by row after reading each row whole (softmax).
     pub(crate) fn into_output(self) -> &'a mut [f32] {
